@@ -1,0 +1,32 @@
+# Quick start:  make demo   (set up + offline CPU demo)      make test   (set up + tests)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SNAKEMAKE := $(VENV)/bin/snakemake
+STAMP := $(VENV)/.installed-stamp
+DEMO := --profile profiles/local --configfile config/demo.yaml
+
+.PHONY: setup demo test test-fast report clean-demo
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch first: a bare `torch` requirement would pull a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(SNAKEMAKE) $(DEMO) all
+	HF_HUB_OFFLINE=1 $(SNAKEMAKE) $(DEMO) --report results/report.html
+	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.html"
+
+test: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -m "not slow"
+
+clean-demo:
+	rm -rf results data resources logs .snakemake

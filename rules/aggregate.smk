@@ -1,0 +1,55 @@
+# Aggregation over runs and seeds, then one LaTeX/CSV table and one figure per study.
+
+
+rule aggregate:
+    input:
+        evals=run_outputs("eval"),
+        records=run_outputs("train"),
+    output:
+        metrics=report("results/metrics.csv", caption="../reports/captions/metrics.rst", category="Data"),
+        summary=report("results/summary.csv", caption="../reports/captions/summary.rst", category="Data"),
+        runs=report("results/runs.csv", caption="../reports/captions/runs.rst", category="Provenance"),
+    log:
+        "logs/aggregate.log",
+    params:
+        code=cfg.code_version("aggregate"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/aggregate.py"
+
+
+rule table:
+    input:
+        summary="results/summary.csv",
+        template=lambda wc: REPO / f"reports/templates/{STUDIES[wc.study]['template']}.tex.j2",
+        reference=reference_input,
+    output:
+        tex=report("results/tables/{study}.tex", caption="../reports/captions/table.rst", category="Tables", subcategory="{study}"),
+        csv=report("results/tables/{study}.csv", caption="../reports/captions/table_csv.rst", category="Tables", subcategory="{study}"),
+    log:
+        "logs/table/{study}.log",
+    params:
+        study=lambda wc: STUDIES[wc.study],
+        code=cfg.code_version("tables"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/table.py"
+
+
+rule figure:
+    input:
+        metrics="results/metrics.csv",
+    output:
+        pdf="results/figures/{study}.pdf",
+        png=report("results/figures/{study}.png", caption="../reports/captions/figure.rst", category="Figures", subcategory="{study}"),
+    log:
+        "logs/figure/{study}.log",
+    params:
+        study=lambda wc: STUDIES[wc.study],
+        code=cfg.code_version("figures"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/figure.py"

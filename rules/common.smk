@@ -1,0 +1,108 @@
+# Config loading, validation and the input/param functions every rule uses.
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(workflow.basedir)
+sys.path.insert(0, str(REPO / "src"))  # the package from this checkout
+
+from lwob import config as cfg
+from lwob.errors import ConfigError, DataError
+
+
+try:
+    cfg.validate(config, REPO / "config/schemas/config.schema.yaml", base_dir=".")
+except (ConfigError, DataError) as err:
+    # One clear message, no traceback, before any job runs.
+    sys.stderr.write(f"\nConfiguration error: {err}\n\n")
+    sys.exit(1)
+
+
+# Jobs import the package from this checkout, in any software environment (venv, conda).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [str(REPO / "src"), os.environ.get("PYTHONPATH")] if p
+)
+
+RUNS = cfg.runs(config)
+STUDIES = cfg.enabled_studies(config)
+PLACEMENT = cfg.placement(config)
+
+
+wildcard_constraints:
+    model=r"[^/]+",
+    task=r"[^/]+",
+    method=r"[^/]+",
+    dataset=r"[^/]+",
+    study=r"[^/]+",
+    seed=r"\d+",
+
+
+localrules:
+    all,
+    fetch_model,
+    download,
+
+
+def final_outputs():
+    return [
+        *expand("results/tables/{study}.{ext}", study=STUDIES, ext=["tex", "csv"]),
+        *expand("results/figures/{study}.{ext}", study=STUDIES, ext=["pdf", "png"]),
+        "results/metrics.csv",
+        "results/summary.csv",
+        "results/runs.csv",
+    ]
+
+
+def run_outputs(kind):
+    if kind == "eval":
+        return [f"results/eval/{r.path}.json" for r in RUNS]
+    return [f"results/runs/{r.path}/train.json" for r in RUNS]
+
+
+def task_raw_manifests(wildcards):
+    task = config["tasks"][wildcards.task]
+    return [f"data/raw/{ds}/manifest.json" for ds in cfg.task_datasets(task)]
+
+
+def run_hyperparameters(wildcards):
+    return cfg.hyperparameters(config, wildcards.model, wildcards.task, wildcards.method)
+
+
+def run_method(wildcards):
+    return cfg.method_spec(config, wildcards.method)
+
+
+def job_resource(name):
+    """One resource of a training or evaluation job, from the model's entry in the config.
+
+    Memory and runtime grow with the attempt, so a job retried after running out of
+    memory or time asks for more.
+    """
+
+    def get(wildcards, attempt):
+        res = cfg.run_resources(config, wildcards.model)
+        scaled = {"mem_mb": res["mem_mb"] * attempt, "runtime": res["runtime_min"] * attempt}
+        return scaled.get(name, res.get(name) or (0 if name == "gpus" else ""))
+
+    return get
+
+
+def slurm_placement(partition_kind):
+    out = {}
+    partition = PLACEMENT[f"{partition_kind}_partition"]
+    if partition:
+        out["slurm_partition"] = partition
+    if PLACEMENT["account"]:
+        out["slurm_account"] = PLACEMENT["account"]
+    if PLACEMENT["qos"]:
+        out["slurm_extra"] = f"'--qos={PLACEMENT['qos']}'"
+    return out
+
+
+def threads_of(wildcards):
+    return cfg.run_resources(config, wildcards.model)["cpus"]
+
+
+def reference_input(wildcards):
+    """The paper's numbers, when the config names them (an input: editing them reruns tables)."""
+    return [config["reference"]] if config.get("reference") else []

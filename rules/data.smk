@@ -1,0 +1,50 @@
+# Data stage: materialise each dataset and model once; tokenise once per model x task.
+
+
+rule download:
+    output:
+        "data/raw/{dataset}/manifest.json",
+    log:
+        "logs/download/{dataset}.log",
+    params:
+        spec=lambda wc: config["datasets"][wc.dataset],
+        code=cfg.code_version("data.sources", "data.formats", "data.demo"),
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/download.py"
+
+
+rule fetch_model:
+    output:
+        "resources/models/{model}.json",
+    log:
+        "logs/fetch_model/{model}.log",
+    params:
+        spec=lambda wc: config["models"][wc.model],
+        code=cfg.code_version("models"),
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/fetch_model.py"
+
+
+rule tokenize:
+    input:
+        raw=task_raw_manifests,
+        model="resources/models/{model}.json",
+    output:
+        "data/tokenized/{model}/{task}/meta.json",
+    log:
+        "logs/tokenize/{model}/{task}.log",
+    params:
+        task=lambda wc: config["tasks"][wc.task],
+        code=cfg.code_version("data.tokenize"),
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        **slurm_placement("cpu"),
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/tokenize.py"

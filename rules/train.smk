@@ -1,0 +1,32 @@
+# Training: one job per {model}/{task}/{method}/seed{seed}. Its params carry the fully
+# resolved hyperparameters and method options, so a config change reruns only the runs
+# it touches; `code` reruns them when the training code changes.
+
+
+rule train:
+    input:
+        data="data/tokenized/{model}/{task}/meta.json",
+        model="resources/models/{model}.json",
+    output:
+        weights="results/runs/{model}/{task}/{method}/seed{seed}/weights.safetensors",
+        record="results/runs/{model}/{task}/{method}/seed{seed}/train.json",
+    log:
+        "logs/train/{model}/{task}/{method}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/train/{model}/{task}/{method}/seed{seed}.tsv"
+    params:
+        method=run_method,
+        hyperparameters=run_hyperparameters,
+        code=cfg.code_version("training", "methods", "models", "batching"),
+    threads: threads_of
+    resources:
+        mem_mb=job_resource("mem_mb"),
+        runtime=job_resource("runtime"),
+        cpus_per_task=job_resource("cpus"),
+        gpu=job_resource("gpus"),
+        gpu_model=job_resource("gpu_model"),
+        **slurm_placement("gpu"),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/train.py"

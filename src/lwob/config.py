@@ -1,0 +1,301 @@
+"""Load, validate and resolve the workflow configuration.
+
+Everything the Snakefile needs to know about the config goes through this module: the
+schema check, cross-reference checks (a study naming an unknown task, a task naming an
+unknown dataset), method options, the prefix-length fit, the list of runs and the fully
+resolved hyperparameters of each run. All problems raise ConfigError with the config key,
+file or value at fault, before any job runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .errors import ConfigError
+
+# Keys of a hyperparameter block whose values must be numbers. YAML 1.1 reads "5e-4"
+# (no dot) as a string; we accept such strings as numbers rather than surprise users.
+_NUMERIC_HP = ("lr", "warmup_ratio", "weight_decay", "max_grad_norm")
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One training run: the wildcard set used by every stage."""
+
+    model: str
+    task: str
+    method: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.model}/{self.task}/{self.method}/seed{self.seed}"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _key(path: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _coerce_numbers(config: dict) -> None:
+    blocks = [config.get("training")]
+    for section in ("models", "methods", "tasks"):
+        for entry in (config.get(section) or {}).values():
+            if isinstance(entry, dict):
+                blocks.append(entry.get("training"))
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        for k in _NUMERIC_HP:
+            v = block.get(k)
+            if isinstance(v, str):
+                try:
+                    block[k] = float(v)
+                except ValueError:
+                    pass  # left for the schema to report with the key's name
+
+
+def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
+    import jsonschema
+
+    schema = load_yaml(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    lines = []
+    for err in errors[:5]:
+        best = jsonschema.exceptions.best_match([err])
+        lines.append(f"config key '{_key(best.absolute_path)}': {best.message}")
+    more = f"\n(and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines) + more)
+
+
+def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.PathLike = ".") -> dict:
+    """Check the whole config; return it with defaults filled in. Raises ConfigError."""
+    _coerce_numbers(config)
+    check_schema(config, schema_path)
+    base_dir = Path(base_dir)
+    for study_name, study in config["studies"].items():
+        study.setdefault("enabled", True)
+        for section in ("models", "methods", "tasks"):
+            for i, name in enumerate(study[section]):
+                if name not in config[section]:
+                    raise ConfigError(
+                        f"config key 'studies.{study_name}.{section}[{i}]': unknown {section[:-1]} "
+                        f"'{name}' (defined: {', '.join(config[section])})"
+                    )
+    for task_name, task in config["tasks"].items():
+        refs = {"train": task["train"], **{f"eval_sets.{k}": v for k, v in task["eval_sets"].items()}}
+        if "dataset" in task["validation"]:
+            refs["validation"] = task["validation"]
+        for where, ref in refs.items():
+            if ref["dataset"] not in config["datasets"]:
+                raise ConfigError(
+                    f"config key 'tasks.{task_name}.{where}.dataset': unknown dataset '{ref['dataset']}' "
+                    f"(defined: {', '.join(config['datasets'])})"
+                )
+        for name, es in task["eval_sets"].items():
+            es.setdefault("column", task_name)
+            if name in ("train", "validation"):
+                raise ConfigError(f"config key 'tasks.{task_name}.eval_sets.{name}': reserved name")
+
+    from .data.sources import check_spec
+
+    used = used_datasets(config)
+    for name in used:
+        check_spec(name, config["datasets"][name], base_dir)
+
+    from . import methods as method_registry
+
+    for name, spec in config["methods"].items():
+        try:
+            method_registry.get(spec["type"])
+        except ConfigError as e:
+            raise ConfigError(f"config key 'methods.{name}.type': {e}") from None
+        method_registry.parse_options(spec["type"], spec.get("options") or {}, f"methods.{name}.options")
+
+    for run_model, run_task, run_method in sorted({(r.model, r.task, r.method) for r in runs(config)}):
+        info = model_limits(run_model, config["models"][run_model], base_dir)
+        spec = config["methods"][run_method]
+        cls = method_registry.get(spec["type"])
+        options = method_registry.parse_options(spec["type"], spec.get("options") or {}, f"methods.{run_method}.options")
+        ctx = method_registry.MethodContext(
+            num_layers=info.get("num_layers"),
+            model_type=info.get("model_type"),
+            task_kind=config["tasks"][run_task]["kind"],
+            total_steps=None,
+            max_length=config["tasks"][run_task]["max_length"],
+            max_positions=info.get("max_positions"),
+        )
+        try:
+            cls.check(options, ctx)
+        except ConfigError as e:
+            raise ConfigError(
+                f"config keys 'methods.{run_method}' with 'tasks.{run_task}.max_length' on model '{run_model}': {e}"
+            ) from None
+    return config
+
+
+# --------------------------------------------------------------------------- models
+
+
+def local_model_dir(spec: dict, base_dir: str | os.PathLike = ".") -> Path | None:
+    """The model's directory when it is on this machine without a download, else None."""
+    if spec["source"] == "package":
+        found = importlib.util.find_spec(spec["package"])
+        if found is None or not found.submodule_search_locations:
+            raise ConfigError(
+                f"model package '{spec['package']}' is not installed (pip install {spec['package'].replace('_', '-')})"
+            )
+        return Path(list(found.submodule_search_locations)[0]) / spec.get("subdir", "")
+    if spec["source"] == "local":
+        return Path(base_dir) / spec["path"]
+    return None
+
+
+def model_limits(name: str, spec: dict, base_dir: str | os.PathLike = ".") -> dict:
+    """max_positions / num_layers / model_type, read cheaply at config time."""
+    info = {k: spec[k] for k in ("max_positions", "num_layers") if k in spec}
+    directory = local_model_dir(spec, base_dir)
+    if directory is None and spec["source"] == "hub":
+        try:  # an already-cached config.json; the hub itself may be unreachable here
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(spec["path"], "config.json", revision=spec["revision"])
+            if isinstance(cached, str):
+                directory = Path(cached).parent
+        except Exception:
+            directory = None
+    if directory is not None:
+        if not (directory / "config.json").exists():
+            raise ConfigError(f"config key 'models.{name}': no config.json in {directory}")
+        from .models import model_info_from_dir
+
+        read = model_info_from_dir(directory)
+        info = {**read, **info}
+    return info
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def enabled_studies(config: dict) -> dict:
+    return {k: v for k, v in config["studies"].items() if v.get("enabled", True)}
+
+
+def study_runs(config: dict, study: dict) -> list[Run]:
+    return [
+        Run(m, t, x, s)
+        for m in study["models"]
+        for t in study["tasks"]
+        for x in study["methods"]
+        for s in config["seeds"]
+    ]
+
+
+def runs(config: dict) -> list[Run]:
+    """Union of the runs of every enabled study, in a stable order."""
+    seen: dict[Run, None] = {}
+    for study in enabled_studies(config).values():
+        for run in study_runs(config, study):
+            seen.setdefault(run)
+    return list(seen)
+
+
+def used_datasets(config: dict) -> list[str]:
+    names: dict[str, None] = {}
+    for task in {r.task for r in runs(config)}:
+        for ds in task_datasets(config["tasks"][task]):
+            names.setdefault(ds)
+    return sorted(names)
+
+
+def task_datasets(task: dict) -> list[str]:
+    refs = [task["train"], *task["eval_sets"].values()]
+    if "dataset" in task["validation"]:
+        refs.append(task["validation"])
+    return sorted({r["dataset"] for r in refs})
+
+
+def hyperparameters(config: dict, model: str, task: str, method: str) -> dict:
+    """Defaults <- model <- task <- method: the fully resolved training settings of a run."""
+    hp = dict(config["training"])
+    for layer in (config["models"][model], config["tasks"][task], config["methods"][method]):
+        hp.update(layer.get("training") or {})
+    return hp
+
+
+def method_spec(config: dict, method: str) -> dict:
+    spec = config["methods"][method]
+    return {"type": spec["type"], "options": dict(spec.get("options") or {})}
+
+
+def run_resources(config: dict, model: str) -> dict:
+    """Compute request of a training or evaluation job of this model."""
+    res = dict(config.get("resources", {}).get("default") or {})
+    res.update(config["models"][model].get("resources") or {})
+    return {"gpus": 0, "gpu_model": None, "cpus": 1, "mem_mb": 4000, "runtime_min": 60, **res}
+
+
+def placement(config: dict) -> dict:
+    """Partition/account/QoS for cluster jobs; environment variables win over the config."""
+    cfg = config.get("resources") or {}
+    env = {
+        "gpu_partition": "LWOB_GPU_PARTITION",
+        "cpu_partition": "LWOB_CPU_PARTITION",
+        "account": "LWOB_SLURM_ACCOUNT",
+        "qos": "LWOB_SLURM_QOS",
+    }
+    return {k: os.environ.get(var) or cfg.get(k) for k, var in env.items()}
+
+
+# --------------------------------------------------------------------------- code versions
+
+
+@lru_cache(maxsize=None)
+def code_version(*modules: str) -> str:
+    """Hash of the package source a rule depends on.
+
+    Snakemake's code trigger only sees a rule's own script; putting this hash in a rule's
+    params makes a change in the package code rerun exactly the rules that use it.
+    `modules` are names relative to the package ("training", "methods", "data.demo").
+    """
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for mod in sorted(modules):
+        target = root.joinpath(*mod.split("."))
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
+        for f in files:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o))

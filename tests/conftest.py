@@ -1,0 +1,75 @@
+"""Shared fixtures: repository paths, the shared data folder and a Snakemake runner."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def load_config(name: str) -> dict:
+    with open(REPO / "config" / name) as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real datasets not available: {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def demo_config() -> dict:
+    return copy.deepcopy(load_config("demo.yaml"))
+
+
+@pytest.fixture
+def paper_config() -> dict:
+    return copy.deepcopy(load_config("config.yaml"))
+
+
+def run_snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: int = 900,
+                  profile: str | None = "profiles/local") -> subprocess.CompletedProcess:
+    """Run the repository's workflow in `workdir` (results land there, not in the repo)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    if profile:
+        cmd += ["--profile", str(REPO / profile)]
+    if config is not None:
+        cfg_path = workdir / "test-config.yaml"
+        cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        cmd += ["--configfile", str(cfg_path)]
+    cmd += list(args)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Parse the job-count table a dry run prints: {rule: count}."""
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in (result.stdout + result.stderr).splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table:
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] != "total":
+                    counts[parts[0]] = int(parts[1])
+            elif parts and not set(line.strip()) <= {"-"}:
+                in_table = False
+    return counts

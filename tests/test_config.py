@@ -1,0 +1,103 @@
+"""Config validation: every bad input stops with one message naming the key or file."""
+
+from __future__ import annotations
+
+import pytest
+
+from lwob import config as cfg
+from lwob.errors import ConfigError
+
+from conftest import REPO
+
+SCHEMA = REPO / "config" / "schemas" / "config.schema.yaml"
+
+
+def validate(config):
+    return cfg.validate(config, SCHEMA, base_dir=REPO)
+
+
+def test_shipped_configs_are_valid(demo_config, paper_config):
+    validate(demo_config)
+    validate(paper_config)
+
+
+def test_paper_config_plans_the_full_study(paper_config):
+    runs = cfg.runs(validate(paper_config))
+    assert len(runs) == 2 * 6 * 5 * 5
+    assert {r.seed for r in runs} == {0, 42, 421, 520, 1228}
+    assert {r.method for r in runs} == {"fft", "lora", "adalora", "prefix", "ia3", "bitfit"}
+
+
+def test_hyperparameters_resolve_in_order(paper_config):
+    c = validate(paper_config)
+    hp = cfg.hyperparameters(c, "roberta-large", "rte", "lora")
+    assert hp["batch_size"] == 32  # model
+    assert hp["epochs"] == 20  # task
+    assert hp["lr"] == 5e-4  # method
+    assert hp["weight_decay"] == 0.0  # default
+    assert cfg.hyperparameters(c, "roberta-base", "sst2", "fft")["batch_size"] == 64
+
+
+def test_learning_rate_written_without_dot_is_a_number(demo_config):
+    demo_config["methods"]["lora"]["training"]["lr"] = "5e-4"
+    assert validate(demo_config)["methods"]["lora"]["training"]["lr"] == 5e-4
+
+
+def test_non_numeric_learning_rate(demo_config):
+    demo_config["methods"]["lora"]["training"]["lr"] = "fast"
+    with pytest.raises(ConfigError, match=r"methods\.lora\.training\.lr"):
+        validate(demo_config)
+
+
+def test_unknown_method_type(demo_config):
+    demo_config["methods"]["lora"]["type"] = "lorax"
+    with pytest.raises(ConfigError, match=r"methods\.lora\.type.*lorax"):
+        validate(demo_config)
+
+
+def test_unknown_method_option(demo_config):
+    demo_config["methods"]["lora"]["options"]["rank"] = 4
+    with pytest.raises(ConfigError, match=r"methods\.lora\.options.*rank"):
+        validate(demo_config)
+
+
+def test_missing_dataset_file(demo_config):
+    demo_config["datasets"]["demo_sentiment"] = {"source": "local", "files": {"train": "nowhere/train.tsv"}}
+    with pytest.raises(ConfigError, match=r"demo_sentiment.*nowhere/train\.tsv"):
+        validate(demo_config)
+
+
+def test_prefix_that_cannot_fit_the_positions(demo_config):
+    demo_config["methods"]["prefix"]["options"]["num_virtual_tokens"] = 500
+    with pytest.raises(ConfigError, match=r"prefix.*max_length"):
+        validate(demo_config)
+
+
+def test_study_naming_unknown_task(demo_config):
+    demo_config["studies"]["table3"]["tasks"].append("cola")
+    with pytest.raises(ConfigError, match=r"studies\.table3\.tasks\[2\].*cola"):
+        validate(demo_config)
+
+
+def test_task_naming_unknown_dataset(demo_config):
+    demo_config["tasks"]["demo-rte"]["eval_sets"]["adv"]["dataset"] = "advglue_rte"
+    with pytest.raises(ConfigError, match=r"tasks\.demo-rte\.eval_sets\.adv\.dataset.*advglue_rte"):
+        validate(demo_config)
+
+
+def test_typo_in_top_level_key(demo_config):
+    demo_config["seed"] = [1]
+    with pytest.raises(ConfigError, match="seed"):
+        validate(demo_config)
+
+
+def test_code_version_changes_with_source(tmp_path):
+    a = cfg.code_version("config")
+    assert len(a) == 16 and a == cfg.code_version("config")
+    assert a != cfg.code_version("io")
+
+
+def test_placement_environment_overrides(monkeypatch, paper_config):
+    monkeypatch.setenv("LWOB_SLURM_ACCOUNT", "proj42")
+    p = cfg.placement(paper_config)
+    assert p["account"] == "proj42" and p["gpu_partition"] == "gpu"
