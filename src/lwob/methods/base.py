@@ -1,0 +1,274 @@
+"""Method base class, registry, option parsing and the shared save/load of trained tensors.
+
+torch/peft are imported lazily: the registry is also used at config-validation time
+(Snakefile parse), which must stay cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import ConfigError
+
+REGISTRY: dict[str, type["Method"]] = {}
+
+#: Names of the sequence-classification head module in HF models (as in peft).
+HEAD_NAMES = ("classifier", "score")
+
+
+@dataclass
+class MethodContext:
+    """What a method may need to know about the model, the task and the run."""
+
+    num_layers: int | None = None
+    model_type: str | None = None
+    task_kind: str = "classification"
+    total_steps: int | None = None  # number of optimizer steps (AdaLoRA needs it)
+    max_length: int | None = None  # longest tokenized input of the task
+    max_positions: int | None = None  # usable positions of the model (RoBERTa: mpe - 2)
+    #: effective-setting notes a method adds during check/build (copied into train.json)
+    notes: dict = field(default_factory=dict)
+
+
+class Method:
+    """A fine-tuning method. Subclasses declare ``Options`` (a dataclass) and ``build``."""
+
+    name: ClassVar[str] = ""
+
+    @dataclass
+    class Options:
+        pass
+
+    @classmethod
+    def check(cls, options: Any, ctx: MethodContext) -> None:
+        """Config-time checks (raise ConfigError). Default: nothing to check."""
+
+    @classmethod
+    def build(cls, model, options: Any, ctx: MethodContext):
+        """Freeze/wrap `model` and return the module to train."""
+        raise NotImplementedError
+
+    @classmethod
+    def after_step(cls, model, global_step: int) -> None:
+        """Called after optimizer.step() and before zero_grad() (AdaLoRA). No-op by default."""
+
+
+def register(name: str):
+    def deco(cls: type[Method]) -> type[Method]:
+        if name in REGISTRY and REGISTRY[name] is not cls:
+            raise RuntimeError(f"method type '{name}' registered twice")
+        if not dataclasses.is_dataclass(cls.Options):
+            raise TypeError(f"{cls.__name__}.Options must be a dataclass")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def known() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get(type_name: str) -> type[Method]:
+    try:
+        return REGISTRY[type_name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown method type '{type_name}' (known: {', '.join(known())})") from None
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value) if args else True
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+def parse_options(type_name: str, options: dict | None, key: str = "options") -> Any:
+    """Validate a config's options against the method's Options dataclass.
+
+    `key` is the config key of the options block (``methods.<name>.options``); errors name
+    ``<key>.<option>``.
+    """
+    cls = get(type_name)
+    options = dict(options or {})
+    hints = typing.get_type_hints(cls.Options)
+    fields = {f.name: f for f in dataclasses.fields(cls.Options)}
+    for opt, value in options.items():
+        if opt not in fields:
+            raise ConfigError(
+                f"config key '{key}.{opt}': unknown option for method type '{type_name}' "
+                f"(known: {', '.join(fields) or 'none'})"
+            )
+        tp = hints[opt]
+        if not _matches(value, tp):
+            raise ConfigError(
+                f"config key '{key}.{opt}': expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
+            )
+        if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
+            if isinstance(value, int) and not isinstance(value, bool):
+                options[opt] = float(value)
+    try:
+        return cls.Options(**options)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config key '{key}': {e}") from None
+
+
+def options_dict(options: Any) -> dict:
+    return dataclasses.asdict(options)
+
+
+# --------------------------------------------------------------------------- helpers for methods
+
+
+def freeze_all(model) -> None:
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def head_module_names(model) -> list[str]:
+    """Top-level-relative names of the classification head (``classifier``/``score``)."""
+    return [n for n, _ in model.named_children() if n in HEAD_NAMES]
+
+
+def unfreeze_head(model) -> None:
+    names = head_module_names(model)
+    if not names:
+        raise ConfigError(f"{type(model).__name__} has no classification head ({', '.join(HEAD_NAMES)})")
+    for n in names:
+        for p in getattr(model, n).parameters():
+            p.requires_grad_(True)
+
+
+def encoder_layers(model):
+    """The ModuleList of transformer layers of an (unwrapped) HF encoder model."""
+    base = getattr(model, "base_model", model)
+    for path in ("encoder.layer", "layers", "h", "layer", "transformer.layer", "model.layers"):
+        obj = base
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        import torch
+
+        if isinstance(obj, torch.nn.ModuleList):
+            return obj
+    raise ConfigError(f"cannot find the transformer layers of {type(model).__name__}")
+
+
+# --------------------------------------------------------------------------- save / load / count
+
+
+def trainable_state(model) -> dict:
+    """{name: tensor} of the parameters that train (names as in named_parameters())."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_trained(model, path, state: dict | None = None) -> None:
+    """Write the trainable tensors (or a given snapshot of them) to safetensors, atomically."""
+    from safetensors.torch import save as st_save
+
+    from ..io import atomic_write_bytes
+
+    state = trainable_state(model) if state is None else state
+    tensors = {n: t.detach().to("cpu").contiguous().clone() for n, t in state.items()}
+    atomic_write_bytes(path, st_save(tensors, metadata={"format": "pt"}))
+
+
+def load_trained(model, path) -> None:
+    """Load saved trainable tensors into a freshly built model, strictly.
+
+    Raises if a saved key is not a parameter of the model or a trainable parameter of the
+    model is not in the file (a different method/options than at training time).
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    params = dict(model.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    missing_in_model = sorted(set(saved) - set(params))
+    missing_in_file = sorted(trainable - set(saved))
+    if missing_in_model or missing_in_file:
+        raise ValueError(
+            f"{Path(path).name} does not match the built model: "
+            f"{len(missing_in_model)} saved tensor(s) not in the model {missing_in_model[:5]}, "
+            f"{len(missing_in_file)} trainable parameter(s) not saved {missing_in_file[:5]}"
+        )
+    with torch.no_grad():
+        for n, t in saved.items():
+            p = params[n]
+            if p.shape != t.shape:
+                raise ValueError(f"{Path(path).name}: shape of {n} is {tuple(t.shape)}, model has {tuple(p.shape)}")
+            p.copy_(t.to(p.device, p.dtype))
+
+
+def count_parameters(model, base_total: int) -> dict:
+    """Exact parameter counts of a built model.
+
+    trainable: unique parameters with requires_grad (tied weights once);
+    total: unique parameters of the built model (for peft: base + adapter + the trainable
+    copy of the head that peft keeps beside the frozen original);
+    base_total: parameters of the unmodified model with its head;
+    head: trainable parameters inside the classification head;
+    trainable_pct: 100 * trainable / base_total.
+    """
+    seen: set[int] = set()
+    trainable = total = head = 0
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        n = p.numel()
+        total += n
+        if p.requires_grad:
+            trainable += n
+            if any(part in HEAD_NAMES for part in name.split(".")):
+                head += n
+    return {
+        "trainable": trainable,
+        "total": total,
+        "base_total": int(base_total),
+        "head": head,
+        "trainable_pct": 100.0 * trainable / base_total if base_total else None,
+    }
+
+
+def unique_parameter_count(model) -> int:
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total

@@ -1,0 +1,45 @@
+"""IA3 (peft): learned rescaling of key, value and the FFN output input + the head.
+
+Targets are explicit (see FACTS): on BERT-like encoders `attention.self.key`,
+`attention.self.value` and the FFN output `layer.N.output.dense` (not the attention output
+`attention.output.dense`, which shares the suffix); feedforward_modules is the FFN one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from . import _peft
+from .base import Method, register
+
+
+@register("ia3")
+class IA3(Method):
+    @dataclass
+    class Options:
+        target_modules: list[str] | str | None = field(
+            default=None, metadata={"help": "Modules to rescale (names or one regex); default key, value, FFN output."}
+        )
+        feedforward_modules: list[str] | str | None = field(
+            default=None, metadata={"help": "Which targets are feed-forward (scaled on the input); default FFN output."}
+        )
+
+    @classmethod
+    def build(cls, model, options, ctx):
+        from peft import IA3Config
+
+        if options.target_modules is None:
+            if ctx.model_type not in _peft.BERT_LIKE:
+                raise ConfigError(f"no default IA3 targets for model type '{ctx.model_type}': set options.target_modules")
+            target, ff = _peft.IA3_BERT_LIKE["target"], _peft.IA3_BERT_LIKE["feedforward"]
+        else:
+            target, ff = options.target_modules, options.feedforward_modules
+            if ff is None:
+                raise ConfigError("IA3: set options.feedforward_modules together with options.target_modules")
+        config = IA3Config(task_type=_peft.task_type(ctx), target_modules=target, feedforward_modules=ff)
+        wrapped = _peft.wrap(model, config)
+        n_ia3 = sum(1 for n, _ in wrapped.named_parameters() if "ia3_l" in n)
+        if n_ia3 == 0:
+            raise ConfigError("IA3 target_modules matched no module")
+        return wrapped

@@ -1,0 +1,47 @@
+"""Top-k layers: the k transformer layers nearest the output train, plus the pooler (when
+the model has one) and the task head; embeddings and lower layers are frozen.
+
+k larger than the number of layers is capped (noted in the training record); k < 1 is an
+error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from .base import Method, encoder_layers, freeze_all, register, unfreeze_head
+
+
+@register("topk")
+class TopK(Method):
+    @dataclass
+    class Options:
+        k: int = field(default=1, metadata={"help": "Number of top transformer layers that train."})
+
+    @classmethod
+    def check(cls, options, ctx):
+        if options.k < 1:
+            raise ConfigError(f"top-k layers: k must be >= 1, got {options.k}")
+        if ctx.num_layers is not None and options.k > ctx.num_layers:
+            ctx.notes["topk_capped"] = f"k={options.k} > {ctx.num_layers} layers: capped to {ctx.num_layers}"
+
+    @classmethod
+    def build(cls, model, options, ctx):
+        layers = encoder_layers(model)
+        if ctx.num_layers is None:
+            ctx.num_layers = len(layers)
+        cls.check(options, ctx)
+        k = min(options.k, len(layers))
+        ctx.notes["topk_layers"] = list(range(len(layers) - k, len(layers)))
+        freeze_all(model)
+        for layer in list(layers)[len(layers) - k:]:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+        base = getattr(model, "base_model", model)
+        pooler = getattr(base, "pooler", None)
+        if pooler is not None:
+            for p in pooler.parameters():
+                p.requires_grad_(True)
+        unfreeze_head(model)
+        return model

