@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(SNAKEMAKE) $(DEMO) all
-	HF_HUB_OFFLINE=1 $(SNAKEMAKE) $(DEMO) --report results/report.html
+	HF_HUB_OFFLINE=1 $(SNAKEMAKE) all $(DEMO)
+	HF_HUB_OFFLINE=1 $(SNAKEMAKE) --report results/report.html $(DEMO)
 	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.html"
 
 test: setup

@@ -46,13 +46,13 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None, timeout
     """Run the repository's workflow in `workdir` (results land there, not in the repo)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    cmd += list(args)  # targets before --configfile, which takes several values
     if profile:
         cmd += ["--profile", str(REPO / profile)]
     if config is not None:
         cfg_path = workdir / "test-config.yaml"
         cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
         cmd += ["--configfile", str(cfg_path)]
-    cmd += list(args)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -37,10 +37,10 @@ def demo(tmp_path_factory) -> Path:
         src = REPO / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / item)
     start = time.time()
-    result = snakemake(work, *DEMO, "all")
+    result = snakemake(work, "all", *DEMO)
     assert result.returncode == 0, result.stderr[-5000:]
     print(f"demo wall time: {time.time() - start:.0f} s")
-    result = snakemake(work, *DEMO, "--report", "results/report.html")
+    result = snakemake(work, "--report", "results/report.html", *DEMO)
     assert result.returncode == 0, result.stderr[-5000:]
     return work
 
@@ -69,7 +69,7 @@ def test_demo_outputs(demo):
 
 
 def test_nothing_to_do_after_a_complete_run(demo):
-    result = snakemake(demo, *DEMO, "all", "-n")
+    result = snakemake(demo, "all", "-n", *DEMO)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
@@ -79,7 +79,7 @@ def test_learning_rate_change_reruns_only_that_method(demo):
     config["methods"]["lora"]["training"]["lr"] = 1.0e-3
     changed = demo / "config/demo-lr.yaml"
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
-    result = snakemake(demo, "--profile", "profiles/local", "--configfile", str(changed), "all", "-n")
+    result = snakemake(demo, "all", "-n", "--profile", "profiles/local", "--configfile", str(changed))
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
     n_lora = len(config["seeds"]) * len(config["tasks"])
@@ -92,6 +92,6 @@ def test_learning_rate_change_reruns_only_that_method(demo):
 def test_template_edit_reruns_only_tables(demo):
     template = demo / "reports/templates/robustness_table.tex.j2"
     template.write_text(template.read_text() + "\n")
-    result = snakemake(demo, *DEMO, "all", "-n")
+    result = snakemake(demo, "all", "-n", *DEMO)
     assert result.returncode == 0
     assert planned_jobs(result) == {"table": 1, "all": 1}

@@ -10,7 +10,6 @@ file or value at fault, before any job runs.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -165,23 +164,11 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
 # --------------------------------------------------------------------------- models
 
 
-def local_model_dir(spec: dict, base_dir: str | os.PathLike = ".") -> Path | None:
-    """The model's directory when it is on this machine without a download, else None."""
-    if spec["source"] == "package":
-        found = importlib.util.find_spec(spec["package"])
-        if found is None or not found.submodule_search_locations:
-            raise ConfigError(
-                f"model package '{spec['package']}' is not installed (pip install {spec['package'].replace('_', '-')})"
-            )
-        return Path(list(found.submodule_search_locations)[0]) / spec.get("subdir", "")
-    if spec["source"] == "local":
-        return Path(base_dir) / spec["path"]
-    return None
-
-
 def model_limits(name: str, spec: dict, base_dir: str | os.PathLike = ".") -> dict:
     """max_positions / num_layers / model_type, read cheaply at config time."""
     info = {k: spec[k] for k in ("max_positions", "num_layers") if k in spec}
+    from .models import local_model_dir, model_info_from_dir
+
     directory = local_model_dir(spec, base_dir)
     if directory is None and spec["source"] == "hub":
         try:  # an already-cached config.json; the hub itself may be unreachable here
@@ -195,8 +182,6 @@ def model_limits(name: str, spec: dict, base_dir: str | os.PathLike = ".") -> di
     if directory is not None:
         if not (directory / "config.json").exists():
             raise ConfigError(f"config key 'models.{name}': no config.json in {directory}")
-        from .models import model_info_from_dir
-
         read = model_info_from_dir(directory)
         info = {**read, **info}
     return info

@@ -1,4 +1,5 @@
-"""What every Snakemake job script shares: its log file and a quiet, offline HF stack."""
+"""What every Snakemake job script shares: its log file, a quiet offline HF stack, and
+the choice between running in this process or in the warm worker (lwob.warm)."""
 
 from __future__ import annotations
 
@@ -9,31 +10,26 @@ import time
 from pathlib import Path
 
 
-@contextlib.contextmanager
-def job_log(snakemake, offline: bool = True):
-    """Send the job's stdout/stderr to its log file and time it.
-
-    Compute jobs run with the hub offline: datasets and models were materialised by the
-    download stages, so a compute node never needs the network.
-    """
+def _prepare_env(offline: bool) -> None:
+    # Compute jobs run with the hub offline: datasets and models were materialised by the
+    # download stages, so a compute node never needs the network.
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    log_path = Path(snakemake.log[0]) if snakemake.log else None
+
+
+@contextlib.contextmanager
+def _redirect(log_path: Path | None):
     if log_path is None:
         yield
         return
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", buffering=1) as log:
+    with open(log_path, "a", buffering=1) as log:
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = log
-        start = time.time()
         try:
-            print(f"job {snakemake.rule} {dict(snakemake.wildcards)}")
             yield
-            print(f"done in {time.time() - start:.1f} s")
         except BaseException:
             import traceback
 
@@ -43,5 +39,33 @@ def job_log(snakemake, offline: bool = True):
             sys.stdout, sys.stderr = old_out, old_err
 
 
-def run_threads(snakemake) -> int:
-    return max(1, int(snakemake.threads))
+def use_warm_worker(config: dict) -> bool:
+    """The config's `execution.warm_worker`, unless LWOB_WARM_WORKER=0 turns it off."""
+    if os.environ.get("LWOB_WARM_WORKER") == "0":
+        return False
+    return bool((config.get("execution") or {}).get("warm_worker", False))
+
+
+def run_job(snakemake, target: str, *, offline: bool = True, **kwargs) -> None:
+    """Run `module:function(**kwargs)` for a job, logging to the job's log file."""
+    _prepare_env(offline)
+    log_path = Path(snakemake.log[0]) if snakemake.log else None
+    warm = use_warm_worker(snakemake.config)
+    start = time.time()
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(
+            f"job {snakemake.rule} {dict(snakemake.wildcards)} ({'warm worker' if warm else 'own process'})\n"
+        )
+    if warm:
+        from .warm import call
+
+        call(target, kwargs, log_path)
+    else:
+        from .warm import resolve
+
+        with _redirect(log_path):
+            resolve(target)(**kwargs)
+    if log_path is not None:
+        with open(log_path, "a") as log:
+            log.write(f"done in {time.time() - start:.1f} s\n")

@@ -51,6 +51,15 @@ def _package_dir(package: str) -> Path:
     return Path(list(found.submodule_search_locations)[0])
 
 
+def local_model_dir(spec: dict, base_dir: str | os.PathLike = ".") -> Path | None:
+    """The model's directory when it is on this machine without a download, else None."""
+    if spec.get("source") == "package":
+        return _package_dir(spec["package"]) / spec.get("subdir", "")
+    if spec.get("source") == "local":
+        return (Path(base_dir) / Path(spec["path"]).expanduser()).resolve()
+    return None
+
+
 def weight_hashes(path: str | os.PathLike) -> dict:
     path = Path(path)
     return {
@@ -70,16 +79,16 @@ def resolve_model(spec: dict) -> dict:
     """
     source = spec.get("source")
     revision = None
-    if source == "package":
-        path = _package_dir(spec["package"]) / spec.get("subdir", "")
+    if source == "local":
+        path = local_model_dir(spec)
+    elif source == "package":
+        path = local_model_dir(spec)
         try:
             from importlib.metadata import version
 
             revision = f"{spec['package']}=={version(spec['package'].replace('_', '-'))}"
         except Exception:
             revision = None
-    elif source == "local":
-        path = Path(spec["path"]).expanduser().resolve()
     elif source == "hub":
         from huggingface_hub import snapshot_download
 
@@ -125,3 +134,12 @@ def load_for_task(path: str | os.PathLike, task_kind: str, num_labels: int):
             str(path), num_labels=num_labels, problem_type="single_label_classification"
         )
     return model
+
+
+def write_model_record(*, name: str, spec: dict, out_json) -> dict:
+    """File-level entry point of the `fetch_model` rule."""
+    from .io import write_json
+
+    record = {"model": name, **resolve_model(spec)}
+    write_json(out_json, record)
+    return record

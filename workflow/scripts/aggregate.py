@@ -1,13 +1,12 @@
 """Tidy metrics, per-seed summary and the per-run cost/provenance table."""
-from lwob.jobs import job_log
+from lwob.jobs import run_job
 
-with job_log(snakemake):
-    from lwob.aggregate import write_all
-
-    write_all(
-        snakemake.input.evals,
-        snakemake.input.records,
-        snakemake.output.metrics,
-        snakemake.output.summary,
-        snakemake.output.runs,
-    )
+run_job(
+    snakemake,
+    "lwob.aggregate:write_all",
+    eval_jsons=list(snakemake.input.evals),
+    train_jsons=list(snakemake.input.records),
+    metrics_csv=snakemake.output.metrics,
+    summary_csv=snakemake.output.summary,
+    runs_csv=snakemake.output.runs,
+)

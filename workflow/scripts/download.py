@@ -1,9 +1,13 @@
 """Materialise one dataset: normalised Parquet per split plus manifest.json."""
 from pathlib import Path
 
-from lwob.jobs import job_log
+from lwob.jobs import run_job
 
-with job_log(snakemake, offline=False):
-    from lwob.data.sources import materialize
-
-    materialize(snakemake.wildcards.dataset, snakemake.params.spec, Path(snakemake.output[0]).parent)
+run_job(
+    snakemake,
+    "lwob.data.sources:materialize",
+    offline=False,
+    name=snakemake.wildcards.dataset,
+    spec=dict(snakemake.params.spec),
+    out_dir=Path(snakemake.output[0]).parent,
+)

@@ -1,8 +1,11 @@
 """Locate or download a model's weights once; record where they are and their hashes."""
-from lwob.jobs import job_log
+from lwob.jobs import run_job
 
-with job_log(snakemake, offline=False):
-    from lwob.io import write_json
-    from lwob.models import resolve_model
-
-    write_json(snakemake.output[0], {"model": snakemake.wildcards.model, **resolve_model(snakemake.params.spec)})
+run_job(
+    snakemake,
+    "lwob.models:write_model_record",
+    offline=False,
+    name=snakemake.wildcards.model,
+    spec=dict(snakemake.params.spec),
+    out_json=snakemake.output[0],
+)

