@@ -19,9 +19,7 @@ except (ConfigError, DataError) as err:
 
 
 # Jobs import the package from this checkout, in any software environment (venv, conda).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [str(REPO / "src"), os.environ.get("PYTHONPATH")] if p
-)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in [str(REPO / "src"), os.environ.get("PYTHONPATH")] if p))
 
 RUNS = cfg.runs(config)
 STUDIES = cfg.enabled_studies(config)

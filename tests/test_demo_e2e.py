@@ -33,7 +33,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.Comp
 def demo(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("demo") / "repo"
     work.mkdir()
-    for item in ["Snakefile", "rules", "workflow", "reports", "config", "src", "profiles", "slurm"]:
+    for item in ["Snakefile", "rules", "workflow", "reports", "config", "src", "profiles", "slurm", "envs"]:
         src = REPO / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / item)
     start = time.time()
