@@ -30,9 +30,10 @@ def test_real_files_train_and_evaluate(tmp_path, shared_data):
     config["execution"] = {"warm_worker": True}
     config["studies"]["table3"]["methods"] = ["fft", "lora"]
     config["training"]["epochs"] = 2
-    config["tasks"]["sst2"]["train"]["max_examples"] = 800
-    config["tasks"]["sst2"]["validation"]["max_examples"] = 200
-    config["tasks"]["rte"]["train"]["max_examples"] = 400
+    config["methods"]["fft"]["training"]["lr"] = 1.0e-4
+    config["tasks"]["sst2"]["train"]["max_examples"] = 600
+    config["tasks"]["sst2"]["validation"]["max_examples"] = 100
+    config["tasks"]["rte"]["train"]["max_examples"] = 160
     result = run_snakemake(tmp_path, "all", config=config)
     assert result.returncode == 0, result.stderr[-5000:]
 
@@ -44,9 +45,9 @@ def test_real_files_train_and_evaluate(tmp_path, shared_data):
     assert acc.loc[("sst2", "fft", "adv"), "n"] == 148
     assert acc.loc[("rte", "fft", "origin"), "n"] == 277
     assert acc.loc[("rte", "lora", "adv"), "n"] == 81
-    # MiniLM fine-tuned on 800 SST-2 sentences is well above chance on GLUE dev, and AdvGLUE
-    # (adversarial for much stronger models) is harder.
-    assert acc.loc[("sst2", "fft", "origin"), "value"] > 0.7
+    # MiniLM fine-tuned on 600 SST-2 sentences is clearly above chance on GLUE dev (872
+    # sentences: one standard error is under 2 points), and AdvGLUE is harder.
+    assert acc.loc[("sst2", "fft", "origin"), "value"] > 0.6
     assert acc.loc[("sst2", "fft", "adv"), "value"] < acc.loc[("sst2", "fft", "origin"), "value"]
     tex = (tmp_path / "results/tables/table3.tex").read_text()
     assert "SST-2" in tex and "RTE" in tex
