@@ -35,10 +35,15 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+# Downloads run on the submit host, where the network is; the small CPU steps after
+# evaluation run there too instead of queueing as cluster jobs.
 localrules:
     all,
     fetch_model,
     download,
+    aggregate,
+    table,
+    figure,
 
 
 def final_outputs():

@@ -128,6 +128,8 @@ def test_train_record_contents(tokenized, tmp_path):
     assert on_disk["best_val_accuracy"] == best and on_disk["best_epoch"] == accs.index(best) + 1  # ties: earliest
     assert on_disk["provenance"]["model"] == {"path": str(MINILM)}
     assert on_disk["provenance"]["packages"]["torch"]
+    parts = on_disk["provenance"]["data"]["tokenized_parts"]
+    assert set(parts) >= {"train", "validation"} and all(len(h) == 64 for h in parts.values())
     assert on_disk["params"]["head"] == 384 * 2 + 2
 
 

@@ -348,7 +348,15 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
         "threads": torch.get_num_threads(),
-        "provenance": {**provenance.collect(), **(provenance_extra or {})},
+        "provenance": {
+            **provenance.collect(),
+            # Which data exactly: the raw datasets' manifest hashes and the tokenized parts'.
+            "data": {
+                "raw_manifests": meta.get("raw_manifests", {}),
+                "tokenized_parts": {k: v.get("sha256") for k, v in meta.get("parts", {}).items()},
+            },
+            **(provenance_extra or {}),
+        },
     }
     write_json(out_dir / "train.json", record)
     return record
