@@ -242,7 +242,12 @@ def make_optimizer(model, hp: dict, device: torch.device) -> torch.optim.Optimiz
 
 
 def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
-    """Multiplier of the peak lr before optimizer step `step` (0-based), as HF's schedules."""
+    """Multiplier of the peak lr before optimizer step `step` (0-based).
+
+    Both schedules warm up linearly over `warmup` steps (warmup_ratio 0 means none):
+    "linear" then decays to 0 like HF's linear schedule; "constant" then stays at 1,
+    i.e. HF's "constant_with_warmup".
+    """
     if step < warmup:
         return step / max(1, warmup)
     if kind == "constant":
