@@ -19,6 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+# Two tasks in the shape the table/figure code sees: one column (sst2), and one task that
+# feeds two columns (mnli matched and mismatched), as the paper's Table 3 has.
+SYNTHETIC_TASKS = {
+    "sst2": {"display": "SST-2", "eval_sets": {
+        "origin": {"kind": "origin", "column": "sst2"}, "adv": {"kind": "adv", "column": "sst2"}}},
+    "mnli": {"display": "MNLI", "eval_sets": {
+        "origin": {"kind": "origin", "column": "mnli"}, "adv": {"kind": "adv", "column": "mnli"},
+        "origin-mm": {"kind": "origin", "column": "mnli-mm"}, "adv-mm": {"kind": "adv", "column": "mnli-mm"}}},
+}
+
+
 def load_config(name: str) -> dict:
     with open(REPO / "config" / name) as f:
         return yaml.safe_load(f)

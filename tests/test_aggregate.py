@@ -11,16 +11,12 @@ from scipy import stats
 
 from lwob.aggregate import collect, write_all
 
+from conftest import SYNTHETIC_TASKS
+
 MODELS = ["rb", "my_model"]
 METHODS = ["fft", "lora", "bitfit"]
 SEEDS = [0, 1, 2]
-TASKS = {
-    "sst2": {"display": "SST-2", "eval_sets": {
-        "origin": {"kind": "origin", "column": "sst2"}, "adv": {"kind": "adv", "column": "sst2"}}},
-    "mnli": {"display": "MNLI", "eval_sets": {
-        "origin": {"kind": "origin", "column": "mnli"}, "adv": {"kind": "adv", "column": "mnli"},
-        "origin-mm": {"kind": "origin", "column": "mnli-mm"}, "adv-mm": {"kind": "adv", "column": "mnli-mm"}}},
-}
+TASKS = SYNTHETIC_TASKS
 SET_INDEX = {("sst2", "origin"): 0, ("sst2", "adv"): 1, ("mnli", "origin"): 2, ("mnli", "adv"): 3,
              ("mnli", "origin-mm"): 4, ("mnli", "adv-mm"): 5}
 DELTA = {0: -0.01, 1: 0.0, 2: 0.01}

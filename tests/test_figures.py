@@ -9,15 +9,11 @@ import pytest
 
 from lwob.figures import figure_data, origin_vs_adv
 
+from conftest import SYNTHETIC_TASKS
+
 MODELS_CFG = {"rb": {"display": "RoBERTa-base"}, "my_model": {}}
 METHODS_CFG = {"fft": {"display": "FFT"}, "lora": {"display": "LoRA"}, "bitfit": {}}
-TASKS = {
-    "sst2": {"display": "SST-2", "eval_sets": {
-        "origin": {"kind": "origin", "column": "sst2"}, "adv": {"kind": "adv", "column": "sst2"}}},
-    "mnli": {"display": "MNLI", "eval_sets": {
-        "origin": {"kind": "origin", "column": "mnli"}, "adv": {"kind": "adv", "column": "mnli"},
-        "origin-mm": {"kind": "origin", "column": "mnli-mm"}, "adv-mm": {"kind": "adv", "column": "mnli-mm"}}},
-}
+TASKS = SYNTHETIC_TASKS
 STUDY = {"models": ["rb", "my_model"], "methods": ["fft", "lora", "bitfit"], "tasks": ["sst2", "mnli"],
          "title": "Origin vs Adv"}
 OFFSET = {"origin": 0.0, "adv": -0.4, "origin-mm": 0.02, "adv-mm": -0.38}

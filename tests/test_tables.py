@@ -12,6 +12,8 @@ import pytest
 from lwob.aggregate import collect
 from lwob.tables import latex_escape, robustness_table
 
+from conftest import SYNTHETIC_TASKS
+
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "reports" / "templates" / "robustness_table.tex.j2"
 REFERENCE = REPO / "config" / "reference" / "paper_tables.csv"
@@ -20,13 +22,7 @@ MODELS_CFG = {"rb": {"display": "RoBERTa-base"}, "my_model": {}}
 METHODS_CFG = {"fft": {"display": "FFT"}, "lora": {"display": "LoRA"}, "bit_fit": {"type": "bitfit"}}
 METHODS = ["fft", "lora", "bit_fit"]
 SEEDS = [0, 1, 2]
-TASKS = {
-    "sst2": {"display": "SST-2", "eval_sets": {
-        "origin": {"kind": "origin", "column": "sst2"}, "adv": {"kind": "adv", "column": "sst2"}}},
-    "mnli": {"display": "MNLI", "eval_sets": {
-        "origin": {"kind": "origin", "column": "mnli"}, "adv": {"kind": "adv", "column": "mnli"},
-        "origin-mm": {"kind": "origin", "column": "mnli-mm"}, "adv-mm": {"kind": "adv", "column": "mnli-mm"}}},
-}
+TASKS = SYNTHETIC_TASKS
 STUDY = {"models": ["rb", "my_model"], "methods": METHODS, "tasks": ["sst2", "mnli"], "title": "Robust_ness"}
 DELTA = {0: -0.01, 1: 0.0, 2: 0.01}
 
