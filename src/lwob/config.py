@@ -10,9 +10,8 @@ file or value at fault, before any job runs.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -132,18 +131,20 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
 
     from . import methods as method_registry
 
+    parsed = {}  # method name -> (class, options)
     for name, spec in config["methods"].items():
         try:
-            method_registry.get(spec["type"])
+            cls = method_registry.get(spec["type"])
         except ConfigError as e:
             raise ConfigError(f"config key 'methods.{name}.type': {e}") from None
-        method_registry.parse_options(spec["type"], spec.get("options") or {}, f"methods.{name}.options")
+        parsed[name] = cls, method_registry.parse_options(spec["type"], spec.get("options") or {}, f"methods.{name}.options")
 
+    limits = {}  # model name -> positions/layers, read once per model
     for run_model, run_task, run_method in sorted({(r.model, r.task, r.method) for r in runs(config)}):
-        info = model_limits(run_model, config["models"][run_model], base_dir)
-        spec = config["methods"][run_method]
-        cls = method_registry.get(spec["type"])
-        options = method_registry.parse_options(spec["type"], spec.get("options") or {}, f"methods.{run_method}.options")
+        if run_model not in limits:
+            limits[run_model] = model_limits(run_model, config["models"][run_model], base_dir)
+        info = limits[run_model]
+        cls, options = parsed[run_method]
         ctx = method_registry.MethodContext(
             num_layers=info.get("num_layers"),
             model_type=info.get("model_type"),
@@ -280,7 +281,3 @@ def code_version(*modules: str) -> str:
             h.update(str(f.relative_to(root)).encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o))

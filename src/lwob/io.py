@@ -51,9 +51,3 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path) as f:
         return json.load(f)
-
-
-def stable_hash(obj: Any, length: int = 12) -> str:
-    """Hash of a JSON-serialisable object, independent of dict order."""
-    text = json.dumps(obj, sort_keys=True, default=_default)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
