@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +35,12 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     seed = int(record["seed"])
     hp = record.get("hyperparameters") or {}
     device = resolve_device(hp.get("device", "auto"))
-    total_steps = record.get("total_steps")
-    if total_steps is None and "epochs" in hp and "batch_size" in hp:
-        total_steps = math.ceil(record.get("train_examples", 0) / hp["batch_size"]) * hp["epochs"] or None
+    # The run's own eval batch size; `batch_size` is only the fallback for records without one.
+    batch_size = int(hp.get("eval_batch_size") or batch_size)
 
     model, _, _, _, _ = build_run_model(
         model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
-        seed=seed, total_steps=total_steps,
+        seed=seed, total_steps=record["total_steps"],  # AdaLoRA is rebuilt with the run's schedule
     )
     methods.load_trained(model, run_dir / "weights.safetensors")
     model.to(device)
