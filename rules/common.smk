@@ -23,7 +23,6 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in [str(REPO / "src"), os.e
 
 RUNS = cfg.runs(config)
 STUDIES = cfg.enabled_studies(config)
-PLACEMENT = cfg.placement(config)
 
 
 wildcard_constraints:
@@ -91,15 +90,7 @@ def job_resource(name):
 
 
 def slurm_placement(partition_kind):
-    out = {}
-    partition = PLACEMENT[f"{partition_kind}_partition"]
-    if partition:
-        out["slurm_partition"] = partition
-    if PLACEMENT["account"]:
-        out["slurm_account"] = PLACEMENT["account"]
-    if PLACEMENT["qos"]:
-        out["slurm_extra"] = f"'--qos={PLACEMENT['qos']}'"
-    return out
+    return cfg.slurm_resources(config, partition_kind)
 
 
 def threads_of(wildcards):

@@ -101,3 +101,9 @@ def test_placement_environment_overrides(monkeypatch, paper_config):
     monkeypatch.setenv("LWOB_SLURM_ACCOUNT", "proj42")
     p = cfg.placement(paper_config)
     assert p["account"] == "proj42" and p["gpu_partition"] == "gpu"
+
+
+def test_slurm_resources_name_only_what_is_set(monkeypatch, paper_config):
+    monkeypatch.setenv("LWOB_SLURM_QOS", "long")
+    assert cfg.slurm_resources(paper_config, "gpu") == {"slurm_partition": "gpu", "qos": "long"}
+    assert cfg.slurm_resources(paper_config, "cpu") == {"qos": "long"}

@@ -261,6 +261,21 @@ def placement(config: dict) -> dict:
     return {k: os.environ.get(var) or cfg.get(k) for k, var in env.items()}
 
 
+def slurm_resources(config: dict, partition_kind: str) -> dict:
+    """SLURM executor resources for a rule placed on the `gpu` or `cpu` partition.
+
+    Only what is set is returned: an empty value would make the executor pass an empty flag.
+    QoS is the executor's own `qos` resource (it refuses `--qos` inside slurm_extra).
+    """
+    where = placement(config)
+    wanted = {
+        "slurm_partition": where[f"{partition_kind}_partition"],
+        "slurm_account": where["account"],
+        "qos": where["qos"],
+    }
+    return {k: v for k, v in wanted.items() if v}
+
+
 # --------------------------------------------------------------------------- code versions
 
 
