@@ -22,7 +22,7 @@ rule aggregate:
 rule table:
     input:
         summary="results/summary.csv",
-        template=lambda wc: REPO / f"reports/templates/{STUDIES[wc.study]['template']}.tex.j2",
+        template=REPO / "reports/templates/robustness_table.tex.j2",
         reference=reference_input,
     output:
         tex=report("results/tables/{study}.tex", caption="../reports/captions/table.rst", category="Tables", subcategory="{study}"),
@@ -31,6 +31,7 @@ rule table:
         "logs/table/{study}.log",
     params:
         study=lambda wc: STUDIES[wc.study],
+        skipped=lambda wc: {t: SKIPPED[t] for t in STUDIES[wc.study]["tasks"] if t in SKIPPED},
         code=cfg.code_version("tables"),
     conda:
         "../envs/report.yaml"

@@ -23,6 +23,10 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in [str(REPO / "src"), os.e
 
 RUNS = cfg.runs(config)
 STUDIES = cfg.enabled_studies(config)
+# Eval sets of optional datasets whose files are absent are skipped here and flagged in
+# the tables and the report (SKIPPED), never silently dropped.
+EVAL_SETS = {t: cfg.available_eval_sets(config, t) for t in {r.task for r in RUNS}}
+SKIPPED = cfg.skipped_eval_sets(config)
 
 
 wildcard_constraints:
@@ -30,6 +34,7 @@ wildcard_constraints:
     task=r"[^/]+",
     method=r"[^/]+",
     dataset=r"[^/]+",
+    eval_set=r"[^/]+",
     study=r"[^/]+",
     seed=r"\d+",
 
@@ -62,8 +67,30 @@ def run_outputs(kind):
 
 
 def task_raw_manifests(wildcards):
+    """Raw datasets of the train and validation parts."""
     task = config["tasks"][wildcards.task]
-    return [f"data/raw/{ds}/manifest.json" for ds in cfg.task_datasets(task)]
+    return [f"data/raw/{ds}/manifest.json" for ds in cfg.training_datasets(task)]
+
+
+def eval_set_raw_manifest(wildcards):
+    es = config["tasks"][wildcards.task]["eval_sets"][wildcards.eval_set]
+    return f"data/raw/{es['dataset']}/manifest.json"
+
+
+def training_part_spec(wildcards):
+    """The task entry without its eval sets: adding or editing an eval set never
+    re-tokenises the training parts (and so never retrains)."""
+    return {k: v for k, v in config["tasks"][wildcards.task].items() if k not in ("eval_sets", "training", "display")}
+
+
+def eval_set_part_spec(wildcards):
+    """The task entry with only this eval set: editing one set re-tokenises only that set."""
+    es = config["tasks"][wildcards.task]["eval_sets"][wildcards.eval_set]
+    return {**training_part_spec(wildcards), "eval_sets": {wildcards.eval_set: es}}
+
+
+def eval_parts(wildcards):
+    return [f"data/tokenized/{wildcards.model}/{wildcards.task}/eval/{es}.json" for es in EVAL_SETS[wildcards.task]]
 
 
 def run_hyperparameters(wildcards):

@@ -1,4 +1,5 @@
-# Data stage: materialise each dataset and model once; tokenise once per model x task.
+# Data stage: materialise each dataset and model once; tokenise once per model x task
+# (training parts) and once per model x task x eval set.
 
 
 rule download:
@@ -38,8 +39,8 @@ rule tokenize:
     log:
         "logs/tokenize/{model}/{task}.log",
     params:
-        task=lambda wc: config["tasks"][wc.task],
-        code=cfg.code_version("data.tokenize"),
+        task=training_part_spec,
+        code=cfg.code_version("data.tokenize", "tasks", "qa"),
     resources:
         mem_mb=8000,
         runtime=60,
@@ -48,3 +49,24 @@ rule tokenize:
         "../envs/data.yaml"
     script:
         "../workflow/scripts/tokenize.py"
+
+
+rule tokenize_eval:
+    input:
+        raw=eval_set_raw_manifest,
+        model="resources/models/{model}.json",
+    output:
+        "data/tokenized/{model}/{task}/eval/{eval_set}.json",
+    log:
+        "logs/tokenize/{model}/{task}/eval/{eval_set}.log",
+    params:
+        task=eval_set_part_spec,
+        code=cfg.code_version("data.tokenize", "tasks", "qa"),
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        **slurm_placement("cpu"),
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/tokenize_eval.py"

@@ -7,6 +7,7 @@ rule evaluate:
         weights="results/runs/{model}/{task}/{method}/seed{seed}/weights.safetensors",
         record="results/runs/{model}/{task}/{method}/seed{seed}/train.json",
         data="data/tokenized/{model}/{task}/meta.json",
+        eval_parts=eval_parts,
         model="resources/models/{model}.json",
     output:
         metrics="results/eval/{model}/{task}/{method}/seed{seed}.json",
@@ -17,7 +18,7 @@ rule evaluate:
         "logs/benchmarks/evaluate/{model}/{task}/{method}/seed{seed}.tsv"
     params:
         method=run_method,
-        code=cfg.code_version("evaluation", "training", "methods", "models"),
+        code=cfg.code_version("evaluation", "training", "methods", "models", "tasks", "qa"),
     threads: threads_of
     resources:
         mem_mb=job_resource("mem_mb"),

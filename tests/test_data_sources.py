@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lwob.data import formats
-from lwob.data.sources import check_spec, materialize
+from lwob.data.sources import check_spec, is_available, materialize
 from lwob.errors import ConfigError, DataError
 from lwob.io import read_json, sha256_file
 
@@ -107,10 +107,57 @@ def test_check_spec_missing_file_names_key_and_path(tmp_path):
     ({"source": "hub", "path": "a/b", "splits": ["train"]}, r"datasets\.x\.revision"),
     ({"source": "demo", "generator": "poetry"}, r"datasets\.x.*generator"),
     ({"source": "local", "files": {"train": "a.tsv"}, "sha256": {"test": "0" * 64}}, r"datasets\.x\.sha256\.test"),
+    ({"source": "local", "files": {"train": "a.tsv"}, "optional": "yes"}, r"datasets\.x\.optional.*true or false"),
+    ({"source": "hub", "path": "a/b", "revision": "r", "splits": ["train"], "optional": True},
+     r"datasets\.x\.optional.*only local"),
+    ({"source": "local", "files": {"train": "a.json"}, "format": "squad", "optional": True, "sha256": {"dev": "0" * 64}},
+     r"datasets\.x\.sha256\.dev"),
 ])
 def test_check_spec_config_errors(tmp_path, spec, pattern):
     with pytest.raises(ConfigError, match=pattern):
         check_spec("x", spec, tmp_path)
+
+
+def test_optional_dataset_missing_files(tmp_path):
+    """optional: true -> a missing file is not a config error; is_available says False."""
+    spec = {"source": "local", "format": "squad", "optional": True, "files": {"adv": "user/addsent.json"}}
+    check_spec("adv", spec, tmp_path)  # no error
+    assert is_available("adv", spec, tmp_path) is False
+    with pytest.raises(DataError, match=r"'adv'.*addsent\.json.*not found.*optional.*is_available"):
+        materialize("adv", spec, tmp_path / "o", base_dir=tmp_path)
+    # the same spec without optional: the ConfigError naming the key, as before
+    required = {k: v for k, v in spec.items() if k != "optional"}
+    with pytest.raises(ConfigError, match=r"datasets\.adv\.files\.adv.*user/addsent\.json"):
+        check_spec("adv", required, tmp_path)
+    assert is_available("adv", required, tmp_path) is True  # not skippable: load reports the error
+    assert is_available("adv", dict(spec, optional=False), tmp_path) is True
+    # a partly present optional dataset is not available
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user/addsent.json").write_text("{}")
+    two = dict(spec, files={"adv": "user/addsent.json", "adv2": "user/other.json"})
+    check_spec("adv", two, tmp_path)
+    assert is_available("adv", two, tmp_path) is False
+    assert is_available("adv", spec, tmp_path) is True
+    with pytest.raises(ConfigError, match=r"datasets\.adv\.source"):  # structure is still checked
+        is_available("adv", dict(spec, source="ftp"), tmp_path)
+
+
+def test_optional_dataset_present_loads(tmp_path):
+    (tmp_path / "a.tsv").write_text("sentence\tlabel\nx\t1\n")
+    spec = {"source": "local", "optional": True, "files": {"train": "a.tsv"}}
+    check_spec("x", spec, tmp_path)
+    assert is_available("x", spec, tmp_path) is True
+    assert materialize("x", spec, tmp_path / "o", base_dir=tmp_path)["files"]["train"]["records"] == 1
+    for source_spec in ({"source": "demo", "generator": "sentiment"},
+                        {"source": "hub", "path": "a/b", "revision": "r", "splits": ["train"]}):
+        assert is_available("x", source_spec, tmp_path) is True
+
+
+def test_format_from_path():
+    assert formats.format_from_path("a/dev-v1.1.json.zip") == "squad"
+    assert formats.format_from_path("a/dev.JSON") == "json"
+    assert formats.format_from_path("a/b.xlsx") is None
+    assert "squad" in formats.FILE_FORMATS and "advglue" not in formats.FILE_FORMATS
 
 
 def test_relative_paths_resolve_against_cwd_by_default(tmp_path, monkeypatch):

@@ -24,15 +24,21 @@ SUMMARY_KEYS = ["model", "task", "method", "eval_set", "kind", "column", "metric
 SUMMARY_COLUMNS = [*SUMMARY_KEYS, "mean", "std", "n", "sem", "ci95_low", "ci95_high", "seeds", "values"]
 # Leading columns of runs.csv; any other flattened key follows, sorted by name.
 RUN_COLUMNS = [
-    *RUN_KEYS, "method_type", "trainable_params", "total_params", "base_total_params", "head_params",
-    "trainable_pct", "best_epoch", "best_val_accuracy", "epochs_run", "wall_time_s", "train_time_s",
+    *RUN_KEYS, "task_kind", "method_type", "trainable_params", "total_params", "base_total_params", "head_params",
+    "trainable_pct", "best_epoch", "val_metric", "best_val_score", "epochs_run", "wall_time_s", "train_time_s",
     "train_samples_per_s", "peak_host_mem_mb", "peak_gpu_mem_mb", "device", "threads",
     "lr", "batch_size", "epochs", "warmup_ratio", "weight_decay", "train_examples", "validation_examples",
     "total_steps", "method_options", "git_commit", "git_dirty",
     "torch_version", "transformers_version", "peft_version",
 ]
-# Keys of an evaluation record's per-set entry that describe the set rather than measure it.
-_DESCRIPTIVE = {"n", "kind", "column"}
+# Keys of an evaluation record's per-set entry that describe the set rather than measure it:
+# kind, column and the counts (n; QA: n_orig, n_groups).
+_DESCRIPTIVE = {"kind", "column"}
+
+
+def _count_key(metric: str) -> str:
+    """Which count of an eval set a metric is over (QA: adversarial scores are per group)."""
+    return {"adv": "n_groups", "orig": "n_orig"}.get(metric.split("_")[0], "n")
 
 
 def _is_number(x) -> bool:
@@ -54,14 +60,16 @@ def _metrics_rows(record: dict, source: str) -> list[dict]:
     for eval_set, entry in (record.get("metrics") or {}).items():
         entry = entry or {}
         for metric, value in entry.items():
-            if metric in _DESCRIPTIVE or not (_is_number(value) or value is None):
+            if metric in _DESCRIPTIVE or metric == "n" or metric.startswith("n_") or not (
+                _is_number(value) or value is None
+            ):
                 continue
             rows.append({
                 "model": record["model"], "task": record["task"], "method": record["method"],
                 "seed": int(record["seed"]), "eval_set": eval_set, "kind": entry.get("kind"),
                 "column": entry.get("column") if entry.get("column") is not None else record["task"],
                 "metric": metric, "value": float(value) if value is not None else math.nan,
-                "n": entry.get("n"),
+                "n": entry.get(_count_key(metric)),
             })
     return rows
 
@@ -79,8 +87,8 @@ def _flatten_run(record: dict) -> dict:
         row["trainable_pct"] = params["trainable_pct"]
     elif _is_number(params.get("trainable")) and _is_number(params.get("total")) and params["total"]:
         row["trainable_pct"] = 100.0 * params["trainable"] / params["total"]
-    for key in ("best_epoch", "best_val_accuracy", "wall_time_s", "train_time_s", "train_samples_per_s",
-                "peak_host_mem_mb", "peak_gpu_mem_mb", "device", "threads", "train_examples",
+    for key in ("best_epoch", "val_metric", "best_val_score", "wall_time_s", "train_time_s", "train_samples_per_s",
+                "peak_host_mem_mb", "peak_gpu_mem_mb", "device", "threads", "train_examples", "train_rows", "task_kind",
                 "validation_examples", "total_steps"):
         if key in record:
             row[key] = record[key]

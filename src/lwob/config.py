@@ -108,7 +108,13 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
                         f"config key 'studies.{study_name}.{section}[{i}]': unknown {section[:-1]} "
                         f"'{name}' (defined: {', '.join(config[section])})"
                     )
+    from . import tasks as task_kinds
+
     for task_name, task in config["tasks"].items():
+        try:
+            task_kinds.get(task["kind"]).check_task(task_name, task)
+        except ConfigError as e:
+            raise ConfigError(str(e) if "config key" in str(e) else f"config key 'tasks.{task_name}.kind': {e}") from None
         refs = {"train": task["train"], **{f"eval_sets.{k}": v for k, v in task["eval_sets"].items()}}
         if "dataset" in task["validation"]:
             refs["validation"] = task["validation"]
@@ -128,6 +134,16 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
     used = used_datasets(config)
     for name in used:
         check_spec(name, config["datasets"][name], base_dir)
+    for task_name in {r.task for r in runs(config)}:
+        task = config["tasks"][task_name]
+        for where, ref in (("train", task["train"]), ("validation", task["validation"])):
+            if "dataset" in ref and not dataset_available(config, ref["dataset"], base_dir):
+                raise ConfigError(
+                    f"config key 'tasks.{task_name}.{where}.dataset': dataset '{ref['dataset']}' is optional and its "
+                    f"file is absent; only eval sets may use optional datasets"
+                )
+        if not available_eval_sets(config, task_name, base_dir):
+            raise ConfigError(f"config key 'tasks.{task_name}.eval_sets': every eval set uses an absent optional dataset")
 
     from . import methods as method_registry
 
@@ -195,13 +211,18 @@ def enabled_studies(config: dict) -> dict:
     return {k: v for k, v in config["studies"].items() if v.get("enabled", True)}
 
 
+def study_seeds(config: dict, study: dict) -> list[int]:
+    """A study's own seeds, else the top-level ones."""
+    return list(study.get("seeds") or config["seeds"])
+
+
 def study_runs(config: dict, study: dict) -> list[Run]:
     return [
         Run(m, t, x, s)
         for m in study["models"]
         for t in study["tasks"]
         for x in study["methods"]
-        for s in config["seeds"]
+        for s in study_seeds(config, study)
     ]
 
 
@@ -227,6 +248,43 @@ def task_datasets(task: dict) -> list[str]:
     if "dataset" in task["validation"]:
         refs.append(task["validation"])
     return sorted({r["dataset"] for r in refs})
+
+
+def training_datasets(task: dict) -> list[str]:
+    """Datasets of the train and validation parts (what the tokenize rule reads)."""
+    refs = [task["train"]] + ([task["validation"]] if "dataset" in task["validation"] else [])
+    return sorted({r["dataset"] for r in refs})
+
+
+def dataset_available(config: dict, name: str, base_dir: str | os.PathLike = ".") -> bool:
+    """False only for an `optional: true` local dataset whose file is absent."""
+    from .data.sources import is_available
+
+    return is_available(name, config["datasets"][name], Path(base_dir))
+
+
+def available_eval_sets(config: dict, task_name: str, base_dir: str | os.PathLike = ".") -> dict:
+    """The task's eval sets whose dataset is present, in config order."""
+    task = config["tasks"][task_name]
+    return {k: v for k, v in task["eval_sets"].items() if dataset_available(config, v["dataset"], base_dir)}
+
+
+def skipped_eval_sets(config: dict, base_dir: str | os.PathLike = ".") -> dict:
+    """{task: {eval set: reason}} for eval sets of optional datasets whose files are absent.
+
+    Tables and the report flag these: a configured set is never silently missing.
+    """
+    out: dict = {}
+    for task_name in sorted({r.task for r in runs(config)}):
+        for es_name, es in config["tasks"][task_name]["eval_sets"].items():
+            if not dataset_available(config, es["dataset"], base_dir):
+                spec = config["datasets"][es["dataset"]]
+                files = spec.get("files") or {"": spec.get("file")}
+                out.setdefault(task_name, {})[es_name] = (
+                    f"not supplied: optional dataset '{es['dataset']}' file(s) absent "
+                    f"({', '.join(str(f) for f in files.values())})"
+                )
+    return out
 
 
 def hyperparameters(config: dict, model: str, task: str, method: str) -> dict:

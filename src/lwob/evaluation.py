@@ -4,33 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .io import atomic_write_bytes, read_json, write_json
-from .training import accuracy, build_run_model, load_part, predict, resolve_device
-
-RESERVED_PARTS = ("train", "validation")
+from .training import build_run_model, load_part, resolve_device, score_part
 
 
 def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_options: dict,
-                 eval_sets: list[str] | None, out_json, out_predictions, threads: int | None = None,
-                 batch_size: int = 128) -> dict:
-    """Rebuild the run's model, load its trained tensors, predict every eval set.
+                 eval_parts: list, out_json, out_predictions, threads: int | None = None,
+                 batch_size: int = 128, model_config: dict | None = None) -> dict:
+    """Rebuild the run's model, load its trained tensors, score every eval set.
 
-    Writes the evaluation record `{model, task, method, seed, metrics: {eval_set: {accuracy,
-    n, kind, column}}}` and a predictions parquet (eval_set, idx, label, pred, prob).
-    Accuracy is over labelled rows (label >= 0); n counts them.
+    `eval_parts` are the eval sets' metadata files (`data/tokenized/.../eval/{name}.json`).
+    Writes the evaluation record `{model, task, method, seed, metrics: {eval_set: {<metric>:
+    value, n, kind, column}}}` (metrics of the task kind: accuracy, or em/f1 and the
+    adversarial scores for QA) and one predictions parquet over all sets: `eval_set`,
+    `idx`, `correct` and the kind's own columns.
     """
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from . import methods
+    from . import methods, tasks
 
     if threads:
         torch.set_num_threads(int(threads))
     tokenized_dir, run_dir = Path(tokenized_dir), Path(run_dir)
     meta = read_json(tokenized_dir / "meta.json")
+    kind = tasks.get(meta.get("kind", "classification"))
     record = read_json(run_dir / "train.json")
     seed = int(record["seed"])
     hp = record.get("hyperparameters") or {}
@@ -41,39 +42,27 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     model, _, _, _, _ = build_run_model(
         model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
         seed=seed, total_steps=record["total_steps"],  # AdaLoRA is rebuilt with the run's schedule
+        model_config=model_config,
     )
     methods.load_trained(model, run_dir / "weights.safetensors")
     model.to(device)
     model.eval()
 
-    parts = meta["parts"]
-    names = list(eval_sets) if eval_sets is not None else [p for p in parts if p not in RESERVED_PARTS]
     pad = int(meta["pad_token_id"])
     metrics: dict = {}
-    tables = []
-    for name in names:
-        if name not in parts:
-            raise ValueError(f"eval set '{name}' is not a part of {tokenized_dir} (parts: {', '.join(parts)})")
-        part = load_part(tokenized_dir, name, pad)
-        logits = predict(model, part, batch_size, device)
-        acc, n = accuracy(logits, part.labels) if len(part) else (None, 0)
-        info = parts[name]
-        metrics[name] = {"accuracy": acc, "n": n, "kind": info.get("kind"), "column": info.get("column")}
-        if len(part):
-            probs = torch.softmax(logits, dim=-1)
-            prob, pred = probs.max(dim=-1)
-        else:
-            prob, pred = torch.empty(0), torch.empty(0, dtype=torch.int64)
-        tables.append(pa.table({
-            "eval_set": pa.array([name] * len(part), pa.string()),
-            "idx": pa.array(part.idx, pa.int64()),
-            "label": pa.array(part.labels.numpy(), pa.int64()),
-            "pred": pa.array(pred.numpy().astype(np.int64), pa.int64()),
-            "prob": pa.array(prob.numpy().astype(np.float64), pa.float64()),
-        }))
-    schema = pa.schema([("eval_set", pa.string()), ("idx", pa.int64()), ("label", pa.int64()),
-                        ("pred", pa.int64()), ("prob", pa.float64())])
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    frames = []
+    for info_path in eval_parts:
+        info_path = Path(info_path)
+        info = read_json(info_path)
+        name = info["eval_set"]
+        part = load_part(info_path.parent, name, pad)
+        scores, predictions = score_part(kind, model, part, batch_size, device, info.get("scoring"))
+        metrics[name] = {**scores, "kind": info.get("kind"), "column": info.get("column")}
+        predictions.insert(0, "eval_set", name)
+        frames.append(predictions)
+    table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {"eval_set": pd.Series(dtype=str), "idx": pd.Series(dtype="int64"), "correct": pd.Series(dtype=float)}),
+        preserve_index=False).replace_schema_metadata(None)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     atomic_write_bytes(out_predictions, sink.getvalue().to_pybytes())

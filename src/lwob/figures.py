@@ -1,4 +1,8 @@
-"""Study figure: original vs adversarial accuracy per method, error bars = std over seeds.
+"""Study figure: original vs adversarial score per method, error bars = std over seeds.
+
+Classification studies show accuracy per task column; QA studies show F1 per adversarial
+set, the set's original questions (Origin) against the worst case over their adversarial
+variants (Adv).
 
 Top row: one panel per model with, per method, the Origin and Adv accuracy averaged over the
 study's table columns. Below (when it stays readable): a grid of models x columns with the
@@ -19,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .io import atomic_write_bytes
-from .tables import SPLIT_DISPLAY, SPLITS, column_groups, method_display, model_display
+from .tables import SPLIT_DISPLAY, SPLITS, ColumnGroup, column_display, column_groups, method_display, model_display
 
 COLORS = {"origin": "#4C72B0", "adv": "#DD8452"}
 MAX_GRID_COLUMNS = 8  # beyond this the per-column grid is left out
@@ -33,22 +37,42 @@ def _stats(values: dict[int, float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else math.nan
 
 
-def figure_data(metrics: pd.DataFrame, study: dict, tasks: dict, metric: str = "accuracy",
-                scale: float = 100.0) -> pd.DataFrame:
+def figure_groups(study: dict, tasks: dict) -> tuple[list[ColumnGroup], str]:
+    """The study's column groups with (task, eval set, metric) per split, and the y label.
+
+    Classification (Table 3): the table's columns, accuracy. QA (Tables 4, 5): one group
+    per adversarial set, Origin = F1 on the set's original questions, Adv = the Jia-Liang
+    worst-case F1 (or the plain F1 with ``adversarial_score: plain``).
+    """
+    if study.get("layout", "robustness_table") == "qa_robustness_table":
+        adv_metric = "f1" if study.get("adversarial_score", "worst_case") == "plain" else "adv_f1"
+        groups = []
+        for task_name in study["tasks"]:
+            task = tasks[task_name]
+            for es_name, es in (task.get("eval_sets") or {}).items():
+                if es.get("kind") == "adv":
+                    column = es.get("column") or es_name
+                    groups.append(ColumnGroup(column, column_display(column, task_name, task, es), {
+                        "origin": (task_name, es_name, "orig_f1"), "adv": (task_name, es_name, adv_metric)}))
+        return groups, "F1"
+    groups = column_groups(study, tasks)
+    for g in groups:
+        g.eval_sets = {split: (*src, "accuracy") for split, src in g.eval_sets.items()}
+    return groups, "Accuracy"
+
+
+def figure_data(metrics: pd.DataFrame, study: dict, tasks: dict, scale: float = 100.0) -> pd.DataFrame:
     """Per model x method x (column or "average") x split: mean and std over seeds, n, in percent.
 
     The average over columns is the mean of the per-column means (present only when every
     column has a value); its std is over seeds of the per-seed averages, from the seeds that
     have every column (NaN when fewer than two).
     """
-    groups = column_groups(study, tasks)
-    m = metrics
-    if "metric" in m.columns:
-        m = m[m["metric"].astype(str) == metric]
+    groups, _ = figure_groups(study, tasks)
     values: dict[tuple, dict[int, float]] = {}
-    for r in m.itertuples(index=False):
-        values.setdefault((str(r.model), str(r.method), str(r.task), str(r.eval_set)), {})[int(r.seed)] = (
-            float(r.value) * scale)
+    for r in metrics.itertuples(index=False):
+        values.setdefault((str(r.model), str(r.method), str(r.task), str(r.eval_set), str(r.metric)), {})[
+            int(r.seed)] = float(r.value) * scale
     rows = []
     for model in study["models"]:
         for method in study["methods"]:
@@ -105,14 +129,14 @@ def _bars(ax, data: pd.DataFrame, methods: list[str], labels: list[str], fontsiz
 
 
 def origin_vs_adv(metrics: pd.DataFrame, study: dict, tasks: dict, methods: dict, models: dict,
-                  out_pdf, out_png, metric: str = "accuracy", dpi: int = 150) -> pd.DataFrame:
+                  out_pdf, out_png, dpi: int = 150) -> pd.DataFrame:
     """Draw the study's Origin-vs-Adv figure to `out_pdf` and `out_png`; return the plotted data.
 
     `metrics` is results/metrics.csv (values as fractions); the figure shows percent. Works
     with a single seed (no error bars) and with missing runs (bars marked "n/a").
     """
-    data = figure_data(metrics, study, tasks, metric=metric)
-    groups = column_groups(study, tasks)
+    data = figure_data(metrics, study, tasks)
+    groups, metric = figure_groups(study, tasks)
     model_names = list(study["models"])
     method_names = list(study["methods"])
     labels = [method_display(x, methods) for x in method_names]

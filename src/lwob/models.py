@@ -119,20 +119,21 @@ def quiet_transformers() -> None:
     transformers.logging.disable_progress_bar()
 
 
-def load_for_task(path: str | os.PathLike, task_kind: str, num_labels: int):
-    """AutoModelForSequenceClassification from a local folder, quietly, in fp32."""
-    if task_kind != "classification":
-        raise ConfigError(f"task kind '{task_kind}' is not supported (classification only)")
+def load_for_task(path: str | os.PathLike, kind, meta: dict, config_overrides: dict | None = None):
+    """The model with the task kind's head (kind.auto_model) from a local folder, quietly, fp32.
+
+    `config_overrides` replaces entries of config.json (e.g. ``is_decoder: true`` turns a
+    BERT encoder into a causal-attention decoder).
+    """
     quiet_transformers()
     import warnings
 
-    from transformers import AutoModelForSequenceClassification
+    import transformers
 
+    auto = getattr(transformers, kind.auto_model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(path), num_labels=num_labels, problem_type="single_label_classification"
-        )
+        model = auto.from_pretrained(str(path), **kind.model_kwargs(meta), **(config_overrides or {}))
     return model
 
 
@@ -140,6 +141,6 @@ def write_model_record(*, name: str, spec: dict, out_json) -> dict:
     """File-level entry point of the `fetch_model` rule."""
     from .io import write_json
 
-    record = {"model": name, **resolve_model(spec)}
+    record = {"model": name, **resolve_model(spec), "config_overrides": dict(spec.get("config") or {})}
     write_json(out_json, record)
     return record

@@ -1,8 +1,14 @@
-"""Study tables: LaTeX (from a jinja2 template) plus a CSV twin, laid out like the paper's Table 3.
+"""Study tables: LaTeX (from a jinja2 template) plus a CSV twin, in the paper's layouts.
 
-Rows are model x method (in the study's order), column groups are the distinct `column`
-labels of the study's tasks' eval sets (config order), each split into Origin and Adv,
-followed by the average over column groups. Cells are "mean(std)" in percent over seeds.
+Rows are model x method (in the study's order); the study's ``layout`` picks the columns:
+
+* ``robustness_table`` (Table 3): one group per `column` label of the study's eval sets
+  (config order), each split into Origin and Adv accuracy, then the averages;
+* ``qa_robustness_table`` (Tables 4 and 5): EM and F1 per adversarial set, their average,
+  then the original set.
+
+Cells are "mean(std)" in percent over seeds. A layout is a function returning `Column`s;
+adding one is a function plus an entry in LAYOUTS.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ SPLITS = ("origin", "adv")
 SPLIT_DISPLAY = {"origin": "Origin", "adv": "Adv"}
 AVERAGE = "average"  # column name of the average, as in the paper's reference CSV
 MISSING = "--"
+NOT_SUPPLIED = "n/s"  # a configured eval set whose optional file is absent
 _METHOD_DISPLAY = {"fft": "FFT", "lora": "LoRA", "adalora": "AdaLoRA", "prefix": "Prefix",
                    "ia3": "IA3", "bitfit": "BitFit", "adapter": "Adapter", "vanilla": "Vanilla"}
 
@@ -115,76 +122,156 @@ def _fmt(mean: float, std: float | None) -> str:
     return f"{mean:.2f}({std:.2f})"
 
 
-def _reference_lookup(reference: pd.DataFrame | None, study: dict, metric: str) -> dict:
+@dataclass
+class Column:
+    """One table column: a (group, sub-column) header pair and where its numbers come from.
+
+    sources: (task, eval_set, metric) cells of results/summary.csv; one for a plain column,
+    several for an average (mean over them, std over per-seed averages). ref: the key of the
+    paper's number (task/column, split, metric; None matches any task). skipped: why a
+    configured eval set has no number (optional file not supplied).
+    """
+
+    group: str
+    group_display: str
+    sub: str
+    sub_display: str
+    sources: list = field(default_factory=list)
+    ref: tuple = ()
+    skipped: str | None = None
+
+
+def robustness_layout(study: dict, tasks: dict, skipped: dict | None = None) -> list[Column]:
+    """Table 3: per task column Origin and Adv accuracy, then their averages over columns."""
+    skipped = skipped or {}
+    cols: list[Column] = []
+    for g in column_groups(study, tasks):
+        for split in SPLITS:
+            src = g.eval_sets.get(split)
+            reason = skipped.get(src[0], {}).get(src[1]) if src else None
+            cols.append(Column(g.column, g.display, split, SPLIT_DISPLAY[split],
+                               [(src[0], src[1], "accuracy")] if src and not reason else [],
+                               (g.column, split, "accuracy"), reason))
+    for split in SPLITS:
+        sources = [s for c in cols if c.sub == split for s in c.sources]
+        cols.append(Column(AVERAGE, "Avg", split, SPLIT_DISPLAY[split], sources, (AVERAGE, split, "accuracy")))
+    return cols
+
+
+QA_METRICS = (("em", "EM"), ("f1", "F1"))
+
+
+def qa_layout(study: dict, tasks: dict, skipped: dict | None = None) -> list[Column]:
+    """Tables 4 and 5: EM and F1 per adversarial set, their average, then the original set.
+
+    Adversarial columns use the Jia-Liang worst case over each original question and its
+    variants (``adv_em``/``adv_f1``) unless the study sets ``adversarial_score: plain``.
+    """
+    skipped = skipped or {}
+    prefix = "" if study.get("adversarial_score", "worst_case") == "plain" else "adv_"
+    adv: list[Column] = []
+    origin: list[Column] = []
+    for task_name in study["tasks"]:
+        task = tasks[task_name]
+        for es_name, es in (task.get("eval_sets") or {}).items():
+            column = es.get("column") or es_name
+            display = column_display(column, task_name, task, es)
+            reason = skipped.get(task_name, {}).get(es_name)
+            for metric, shown in QA_METRICS:
+                name = (prefix + metric) if es.get("kind") == "adv" else metric
+                target = adv if es.get("kind") == "adv" else origin
+                target.append(Column(column, display, metric, shown,
+                                     [] if reason else [(task_name, es_name, name)], (None, column, shown), reason))
+    cols = list(adv)
+    cols += [Column(AVERAGE, "Average", metric, shown, [s for c in adv if c.sub == metric for s in c.sources],
+                    (None, AVERAGE, shown)) for metric, shown in QA_METRICS]
+    if len({c.group for c in origin}) == 1:  # the usual case: one original set, shown as "Origin"
+        for c in origin:
+            c.group, c.group_display, c.ref = "origin", "Origin", (None, "origin", c.sub_display)
+    return cols + origin
+
+
+#: study `layout` -> function building its columns
+LAYOUTS = {"robustness_table": robustness_layout, "qa_robustness_table": qa_layout}
+
+
+def _names(name: str, spec: dict | None) -> set[str]:
+    return {name, *((spec or {}).get("aliases") or [])}
+
+
+def _reference_lookup(reference: pd.DataFrame | None, study: dict) -> dict:
+    """(model, method, task, split, metric) -> (mean, std) of the study's paper table."""
     if reference is None or reference.empty:
         return {}
     ref = reference
     if "table" in ref.columns and study.get("paper_table"):
         ref = ref[ref["table"].astype(str) == str(study["paper_table"])]
-    if "metric" in ref.columns:
-        ref = ref[ref["metric"].astype(str) == metric]
     out = {}
     for r in ref.itertuples(index=False):
-        key = (str(r.model), str(r.method), str(r.task), str(r.split))
+        key = (str(r.model), str(r.method), str(r.task), str(r.split), str(getattr(r, "metric", "accuracy")))
         std = getattr(r, "std", math.nan)
         out.setdefault(key, (float(r.mean), float(std) if pd.notna(std) else math.nan))
     return out
 
 
-def build_rows(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, methods: dict,
-               metric: str = "accuracy", scale: float = 100.0) -> tuple[list[ColumnGroup], list[dict]]:
-    """The table's column groups and one dict per row x (column group or average) x split.
+def _paper_value(lookup: dict, model: str, method: str, column: Column, models: dict, methods: dict):
+    task, split, metric = column.ref
+    for (m, x, t, sp, me), value in lookup.items():
+        if (m in _names(model, models.get(model)) and x in _names(method, methods.get(method))
+                and (task is None or t == task) and sp == split and me == metric):
+            return value
+    return None
 
-    Each record: model, method, row_label, column, column_display, split, mean, std, n
-    (seeds; for the average: seeds complete in every column), missing, cell, best.
+
+def _cell(index: dict, model: str, method: str, sources: list, scale: float) -> dict:
+    """mean/std/n of one column for one row: a plain cell or an average over sources."""
+    empty = {"mean": math.nan, "std": math.nan, "n": 0}
+    found = [index.get((model, method, *src)) for src in sources]
+    if not sources or any(r is None or not np.isfinite(float(r["mean"])) for r in found):
+        return empty
+    if len(found) == 1:
+        r = found[0]
+        std = float(r["std"]) if pd.notna(r["std"]) else math.nan
+        return {"mean": float(r["mean"]) * scale, "std": std * scale, "n": int(r["n"])}
+    rec = {"mean": float(np.mean([float(r["mean"]) for r in found])) * scale, "std": math.nan, "n": 0}
+    seed_maps = [_per_seed(r) for r in found]
+    if all(m is not None for m in seed_maps):
+        common = set(seed_maps[0]).intersection(*seed_maps[1:])
+        complete = all(set(m) == common for m in seed_maps)
+        rec["n"] = len(common)
+        if complete and len(common) > 1:
+            per_seed = [np.mean([m[s] for m in seed_maps]) * scale for s in sorted(common)]
+            rec["std"] = float(np.std(per_seed, ddof=1))
+    return rec
+
+
+def build_rows(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, methods: dict,
+               scale: float = 100.0, skipped: dict | None = None) -> tuple[list[Column], list[dict]]:
+    """The study's columns and one record per row x column.
+
+    Each record: model, method, row_label, column (group), column_display, split (sub-column),
+    metric, task, eval_set, mean, std, n (seeds; for an average: seeds complete in every
+    source), missing, skipped, cell, best.
     """
-    groups = column_groups(study, tasks)
-    summ = summary[summary["metric"].astype(str) == metric] if "metric" in summary.columns else summary
+    columns = LAYOUTS[study.get("layout", "robustness_table")](study, tasks, skipped)
     index: dict[tuple, pd.Series] = {}
-    for _, r in summ.iterrows():
-        index[(str(r["model"]), str(r["method"]), str(r["task"]), str(r["eval_set"]))] = r
+    for _, r in summary.iterrows():
+        index[(str(r["model"]), str(r["method"]), str(r["task"]), str(r["eval_set"]), str(r["metric"]))] = r
 
     records: list[dict] = []
     for model in study["models"]:
         for method in study["methods"]:
             label = f"{model_display(model, models)} ({method_display(method, methods)})"
-            base = {"model": model, "method": method, "row_label": label}
-            per_split_cols: dict[str, list] = {s: [] for s in SPLITS}
-            for g in groups:
-                for split in SPLITS:
-                    src = g.eval_sets.get(split)
-                    r = index.get((model, method, src[0], src[1])) if src else None
-                    if r is None or not np.isfinite(float(r["mean"])):
-                        rec = {"mean": math.nan, "std": math.nan, "n": 0}
-                        per_split_cols[split].append(None)
-                    else:
-                        std = float(r["std"]) if pd.notna(r["std"]) else math.nan
-                        rec = {"mean": float(r["mean"]) * scale, "std": std * scale, "n": int(r["n"])}
-                        per_split_cols[split].append((float(r["mean"]) * scale, _per_seed(r)))
-                    records.append({**base, "column": g.column, "column_display": g.display, "split": split,
-                                    "task": src[0] if src else None, "eval_set": src[1] if src else None, **rec})
-            for split in SPLITS:
-                cols = per_split_cols[split]
-                rec = {"mean": math.nan, "std": math.nan, "n": 0}
-                if cols and all(c is not None for c in cols):
-                    mean = float(np.mean([c[0] for c in cols]))
-                    rec = {"mean": mean, "std": math.nan, "n": 0}
-                    seed_maps = [c[1] for c in cols]
-                    if all(m is not None for m in seed_maps):
-                        common = set(seed_maps[0])
-                        for m in seed_maps[1:]:
-                            common &= set(m)
-                        complete = all(set(m) == common for m in seed_maps)
-                        rec["n"] = len(common)
-                        if complete and len(common) > 1:
-                            per_seed = [np.mean([m[s] for m in seed_maps]) * scale for s in sorted(common)]
-                            rec["std"] = float(np.std(per_seed, ddof=1))
-                records.append({**base, "column": AVERAGE, "column_display": "Avg", "split": split,
-                                "task": None, "eval_set": None, **rec})
+            for c in columns:
+                rec = _cell(index, model, method, c.sources, scale)
+                src = c.sources[0] if len(c.sources) == 1 else (None, None, c.sources[0][2] if c.sources else None)
+                records.append({"model": model, "method": method, "row_label": label, "column": c.group,
+                                "column_display": c.group_display, "split": c.sub, "metric": src[2],
+                                "task": src[0], "eval_set": src[1], "skipped": c.skipped, **rec})
 
     for rec in records:
         rec["missing"] = not np.isfinite(rec["mean"])
-        rec["cell"] = _fmt(rec["mean"], rec["std"])
+        rec["cell"] = NOT_SUPPLIED if rec["skipped"] else _fmt(rec["mean"], rec["std"])
         rec["best"] = False
     # Best mean per column within each model block (ties at the displayed precision all bold);
     # only when at least two methods have a value.
@@ -198,7 +285,7 @@ def build_rows(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, me
         top = max(round(r["mean"], 2) for r in present)
         for r in present:
             r["best"] = round(r["mean"], 2) == top
-    return groups, records
+    return columns, records
 
 
 def _template_env(template_path: str | os.PathLike) -> jinja2.Environment:
@@ -212,49 +299,64 @@ def _template_env(template_path: str | os.PathLike) -> jinja2.Environment:
     )
 
 
-def robustness_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, methods: dict,
-                     template_path, out_tex, out_csv, reference: pd.DataFrame | None = None,
-                     study_name: str | None = None, metric: str = "accuracy") -> tuple[str, pd.DataFrame]:
+def study_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, methods: dict,
+                template_path, out_tex, out_csv, reference: pd.DataFrame | None = None,
+                study_name: str | None = None, skipped: dict | None = None) -> tuple[str, pd.DataFrame]:
     """Render a study's table to `out_tex` (jinja2 template) and its CSV twin to `out_csv`.
 
-    `summary` is results/summary.csv (fractions); cells are percent, 2 decimals. `reference`
-    is the paper's numbers (columns model, method, task, split, mean, std[, table, metric]);
-    rows of `study["paper_table"]` are matched by (model, method, column, split), the average
-    by task "average". Returns (latex, csv DataFrame).
+    The study's `layout` picks the columns (LAYOUTS). `summary` is results/summary.csv
+    (fractions); cells are percent, 2 decimals. `reference` is the paper's numbers (columns
+    table, model, method, task, split, metric, mean, std); a row matches through the model's
+    and method's names or `aliases`. `skipped` ({task: {eval set: reason}}) marks eval sets
+    whose optional files are absent: their cells read "n/s" and the caption says why.
+    Returns (latex, csv DataFrame).
     """
     name = study_name or study.get("name") or Path(out_tex).stem
-    groups, records = build_rows(summary, study, tasks, models, methods, metric=metric)
+    columns, records = build_rows(summary, study, tasks, models, methods, skipped=skipped)
 
-    ref = _reference_lookup(reference, study, metric)
+    lookup = _reference_lookup(reference, study)
+    by_key = {(c.group, c.sub): c for c in columns}
     for rec in records:
-        paper = ref.get((rec["model"], rec["method"], rec["column"], rec["split"]))
+        paper = _paper_value(lookup, rec["model"], rec["method"], by_key[(rec["column"], rec["split"])], models, methods)
         rec["paper_mean"] = paper[0] if paper else math.nan
         rec["paper_std"] = paper[1] if paper else math.nan
         rec["diff"] = rec["mean"] - rec["paper_mean"] if paper else math.nan
 
-    # Layout for the template: header groups, then rows grouped in model blocks.
-    header = [{"display": latex_escape(g.display), "column": g.column} for g in groups]
-    header.append({"display": "Avg", "column": AVERAGE})
-    n_groups = len(header)
-    cmidrules = [(2 + 2 * i, 3 + 2 * i) for i in range(n_groups)]
-    by_row: dict[tuple, list[dict]] = {}
+    # Header: groups of consecutive columns, then one sub-header per column.
+    groups: list[dict] = []
+    for c in columns:
+        if groups and groups[-1]["column"] == c.group:
+            groups[-1]["span"] += 1
+        else:
+            groups.append({"column": c.group, "display": latex_escape(c.group_display), "span": 1})
+    cmidrules, first = [], 2
+    for g in groups:
+        cmidrules.append((first, first + g["span"] - 1))
+        first += g["span"]
+    by_row: dict[tuple, dict] = {}
     for rec in records:
-        by_row.setdefault((rec["model"], rec["method"]), []).append(rec)
+        by_row.setdefault((rec["model"], rec["method"]), {})[(rec["column"], rec["split"])] = rec
     blocks = []
     for model in study["models"]:
         rows = []
         for method in study["methods"]:
             recs = by_row[(model, method)]
-            cells = []
-            for h in header:
-                for split in SPLITS:
-                    rec = next(r for r in recs if r["column"] == h["column"] and r["split"] == split)
-                    cells.append(rf"\textbf{{{rec['cell']}}}" if rec["best"] else rec["cell"])
-            rows.append({"label": latex_escape(recs[0]["row_label"]), "cells": cells})
+            cells = [rf"\textbf{{{r['cell']}}}" if r["best"] else r["cell"]
+                     for r in (recs[(c.group, c.sub)] for c in columns)]
+            rows.append({"label": latex_escape(next(iter(recs.values()))["row_label"]), "cells": cells})
         blocks.append({"model": latex_escape(model_display(model, models)), "rows": rows})
 
-    legend = (f"Accuracy (\\%) on the original (Origin) and adversarial (Adv) test sets, mean(std) over "
-              f"seeds; best per column within each model in bold; {MISSING} marks a missing result.")
+    unit = "Accuracy (\\%)" if study.get("layout", "robustness_table") == "robustness_table" else "EM and F1 (\\%)"
+    legend = f"{unit}, mean(std) over seeds; best per column within each model in bold; {MISSING} marks a missing result."
+    if study.get("layout") == "qa_robustness_table":
+        worst = study.get("adversarial_score", "worst_case") != "plain"
+        legend += (" Adversarial columns: the worst case over each original question and its adversarial "
+                   "variants (Jia and Liang's adversarial score)." if worst else
+                   " Adversarial columns: the plain score on the adversarial questions.")
+    notes = sorted({c.group_display for c in columns if c.skipped})
+    if notes:
+        legend += (f" {NOT_SUPPLIED}: set not supplied ({', '.join(latex_escape(n) for n in notes)}: optional "
+                   f"files absent); averages are over the supplied sets.")
     if study.get("caption"):
         caption = latex_escape(study["caption"])
     elif study.get("title"):
@@ -265,28 +367,29 @@ def robustness_table(summary: pd.DataFrame, study: dict, tasks: dict, models: di
         "study": name,
         "caption": caption,
         "label": study.get("label") or f"tab:{name}",
-        "colspec": "l" + "cc" * n_groups,
-        "groups": header,
+        "colspec": "l" + "c" * len(columns),
+        "groups": groups,
         "cmidrules": cmidrules,
-        "splits": [SPLIT_DISPLAY[s] for s in SPLITS],
+        "subs": [latex_escape(c.sub_display) for c in columns],
         "blocks": blocks,
-        "ncols": 1 + 2 * n_groups,
+        "ncols": 1 + len(columns),
     }
     env = _template_env(template_path)
     latex = env.get_template(Path(template_path).name).render(**context)
     atomic_write_bytes(out_tex, latex.encode())
 
-    csv_cols = ["study", "model", "method", "row_label", "column", "column_display", "split", "task",
-                "eval_set", "mean", "std", "n", "cell", "best", "missing", "paper_mean", "paper_std", "diff"]
+    csv_cols = ["study", "model", "method", "row_label", "column", "column_display", "split", "metric", "task",
+                "eval_set", "mean", "std", "n", "cell", "best", "missing", "skipped", "paper_mean", "paper_std",
+                "diff"]
     df = pd.DataFrame([{**r, "study": name} for r in records], columns=csv_cols)
     atomic_write_bytes(out_csv, df.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode())
     return latex, df
 
 
 def write_study_table(*, summary_csv, study: dict, tasks: dict, models: dict, methods: dict,
-                      template_path, out_tex, out_csv, reference_csv=None):
+                      template_path, out_tex, out_csv, reference_csv=None, skipped=None):
     """File-level entry point of the `table` rule."""
     reference = pd.read_csv(reference_csv) if reference_csv else None
-    return robustness_table(pd.read_csv(summary_csv), study, tasks, models, methods,
-                            template_path=template_path, out_tex=out_tex, out_csv=out_csv,
-                            reference=reference)
+    return study_table(pd.read_csv(summary_csv), study, tasks, models, methods,
+                       template_path=template_path, out_tex=out_tex, out_csv=out_csv,
+                       reference=reference, skipped=skipped)

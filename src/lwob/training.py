@@ -2,7 +2,8 @@
 
 Also the one implementation of reading tokenized parts, batching and collation that
 evaluation reuses (`load_part`, `train_batches`, `eval_batches`, `collate`, `predict`,
-`build_run_model`).
+`score_part`, `build_run_model`). What differs between task kinds (targets, outputs,
+scoring) comes from lwob.tasks.
 """
 
 from __future__ import annotations
@@ -73,14 +74,15 @@ class Part:
     """A tokenized part held as one padded matrix; a batch slices it to its longest row."""
 
     name: str
-    idx: np.ndarray  # int64 record ids
-    labels: torch.Tensor  # int64 (N,)
+    table: Any  # pa.Table: every column of the tokenized rows (scoring reads its extra columns)
     input_ids: torch.Tensor  # int64 (N, Lmax), right-padded with pad_token_id
     lengths: torch.Tensor  # int64 (N,)
     token_type_ids: torch.Tensor | None  # int64 (N, Lmax) or None
+    targets: dict  # loss-target column -> int64 (N,) tensor (those of the task kind present)
+    examples: Any = None  # pa.Table of the examples, for kinds whose rows are not examples (QA windows)
 
     def __len__(self) -> int:
-        return len(self.idx)
+        return len(self.lengths)
 
 
 def _pad_matrix(rows, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,10 +94,12 @@ def _pad_matrix(rows, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
-def load_part(tokenized_dir, part: str, pad_token_id: int) -> Part:
+def load_part(directory, part: str, pad_token_id: int, targets: tuple[str, ...] = ()) -> Part:
+    """Read `{part}.parquet` (and `{part}.examples.parquet` when present) from `directory`."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(Path(tokenized_dir) / f"{part}.parquet")
+    directory = Path(directory)
+    table = pq.read_table(directory / f"{part}.parquet")
     cols = set(table.column_names)
     ids_rows = [np.asarray(r, dtype=np.int64) for r in table.column("input_ids").to_numpy(zero_copy_only=False)]
     input_ids, lengths = _pad_matrix(ids_rows, pad_token_id)
@@ -103,13 +107,15 @@ def load_part(tokenized_dir, part: str, pad_token_id: int) -> Part:
     if "token_type_ids" in cols:
         tt_rows = [np.asarray(r, dtype=np.int64) for r in table.column("token_type_ids").to_numpy(zero_copy_only=False)]
         token_type, _ = _pad_matrix(tt_rows, 0)
+    examples_path = directory / f"{part}.examples.parquet"
     return Part(
         name=part,
-        idx=table.column("idx").to_numpy().astype(np.int64),
-        labels=torch.from_numpy(table.column("label").to_numpy().astype(np.int64)),
+        table=table,
         input_ids=input_ids,
         lengths=lengths,
         token_type_ids=token_type,
+        targets={t: torch.from_numpy(table.column(t).to_numpy().astype(np.int64)) for t in targets if t in cols},
+        examples=pq.read_table(examples_path) if examples_path.is_file() else None,
     )
 
 
@@ -149,30 +155,37 @@ def collate(part: Part, index: torch.Tensor, device: torch.device) -> dict:
     return batch
 
 
-def predict(model, part: Part, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Logits (N, num_labels) in the part's row order, fp32 on CPU."""
+def predict(model, part: Part, batch_size: int, device: torch.device, outputs: tuple[str, ...] = ("logits",),
+            per_token: bool = False) -> dict[str, torch.Tensor]:
+    """Model outputs in the part's row order, fp32 on CPU: name -> (N, classes), or with
+    per_token (N, Lmax) where positions past a row's length hold -inf."""
     was_training = model.training
     model.eval()
-    out = None
+    out: dict[str, torch.Tensor] = {}
+    width = part.input_ids.shape[1]
     with torch.inference_mode():
         for index in eval_batches(part, batch_size):
-            logits = model(**collate(part, index, device)).logits.float().cpu()
-            if out is None:
-                out = torch.empty((len(part), logits.shape[1]), dtype=torch.float32)
-            out[index] = logits
+            result = model(**collate(part, index, device))
+            for name in outputs:
+                value = getattr(result, name).float().cpu()
+                if name not in out:
+                    shape = (len(part), width) if per_token else (len(part), value.shape[1])
+                    out[name] = torch.full(shape, -math.inf) if per_token else torch.empty(shape)
+                if per_token:
+                    out[name][index, : value.shape[1]] = value
+                else:
+                    out[name][index] = value
     if was_training:
         model.train()
-    return out if out is not None else torch.empty((0, 0))
+    for name in outputs:
+        out.setdefault(name, torch.empty((0, 0)))
+    return out
 
 
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float | None, int]:
-    """Accuracy over labelled rows (label >= 0) and their count."""
-    labelled = labels >= 0
-    n = int(labelled.sum())
-    if n == 0:
-        return None, 0
-    correct = int((logits.argmax(-1)[labelled] == labels[labelled]).sum())
-    return correct / n, n
+def score_part(kind, model, part: Part, batch_size: int, device: torch.device, scoring: dict | None = None):
+    """(metrics, predictions frame) of `model` on a tokenized part, scored by the task kind."""
+    outputs = predict(model, part, batch_size, device, kind.outputs, kind.per_token)
+    return kind.score(outputs, part.table, part.examples, scoring)
 
 
 # --------------------------------------------------------------------------- model
@@ -185,10 +198,10 @@ def set_seed(seed: int) -> None:
 
 
 def build_run_model(*, model_dir, meta: dict, method_type: str, method_options: dict, seed: int,
-                    total_steps: int | None):
+                    total_steps: int | None, model_config: dict | None = None):
     """set_seed -> load base model -> set_seed -> method.build. Returns (model, method class,
-    options, ctx, base_total)."""
-    from . import methods
+    options, ctx, base_total). `model_config` overrides entries of the model's config.json."""
+    from . import methods, tasks
     from .models import load_for_task, model_info_from_dir
 
     cls = methods.get(method_type)
@@ -204,7 +217,8 @@ def build_run_model(*, model_dir, meta: dict, method_type: str, method_options: 
     )
     cls.check(options, ctx)
     set_seed(seed)
-    model = load_for_task(model_dir, ctx.task_kind, int(meta["num_labels"]))
+    kind = tasks.get(ctx.task_kind)
+    model = load_for_task(model_dir, kind, meta, model_config)
     base_total = methods.base.unique_parameter_count(model)
     set_seed(seed)
     model = cls.build(model, options, ctx)
@@ -264,9 +278,9 @@ def _peak_host_mb() -> float:
 
 def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dict, hyperparameters: dict,
               seed: int, out_dir, run_id: dict, threads: int | None = None,
-              provenance_extra: dict | None = None) -> dict:
+              provenance_extra: dict | None = None, model_config: dict | None = None) -> dict:
     """Train one run; write out_dir/weights.safetensors (best epoch) and out_dir/train.json."""
-    from . import methods, provenance
+    from . import methods, provenance, tasks
 
     start = time.perf_counter()
     if threads:
@@ -275,17 +289,20 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     device = resolve_device(hp["device"])
     tokenized_dir, out_dir = Path(tokenized_dir), Path(out_dir)
     meta = read_json(tokenized_dir / "meta.json")
+    kind = tasks.get(meta.get("kind", "classification"))
     pad = int(meta["pad_token_id"])
-    train = load_part(tokenized_dir, "train", pad)
+    train = load_part(tokenized_dir, "train", pad, kind.targets)
     val = load_part(tokenized_dir, "validation", pad)
-    if (train.labels < 0).any():
-        raise ValueError(f"{tokenized_dir}/train.parquet has unlabelled rows")
+    val_scoring = meta["parts"]["validation"].get("scoring")
+    for t in kind.targets:
+        if t not in train.targets or (train.targets[t] < 0).any():
+            raise ValueError(f"{tokenized_dir}/train.parquet lacks target '{t}' or has unlabelled rows")
 
     steps_per_epoch = math.ceil(len(train) / hp["batch_size"])
     total_steps = steps_per_epoch * hp["epochs"]
     model, cls, options, ctx, base_total = build_run_model(
         model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
-        seed=seed, total_steps=total_steps,
+        seed=seed, total_steps=total_steps, model_config=model_config,
     )
     model.to(device)
     model.train()
@@ -311,8 +328,8 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
             for group in optimizer.param_groups:
                 group["lr"] = hp["lr"] * factor
             batch = collate(train, index, device)
-            labels = train.labels[index].to(device)
-            loss = model(**batch, labels=labels).loss
+            targets = {t: v[index].to(device) for t, v in train.targets.items()}
+            loss = model(**batch, **targets).loss
             loss.backward()
             if hp["max_grad_norm"] > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, hp["max_grad_norm"], foreach=True)
@@ -323,10 +340,12 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
             loss_sum += loss.detach().double() * len(index)
             n_seen += len(index)
         train_time += time.perf_counter() - t0
-        val_acc, _ = accuracy(predict(model, val, hp["eval_batch_size"], device), val.labels)
-        entry = {"epoch": epoch, "val_accuracy": val_acc, "train_loss": float(loss_sum) / max(1, n_seen)}
+        val_metrics, _ = score_part(kind, model, val, hp["eval_batch_size"], device, val_scoring)
+        val_score = val_metrics.get(kind.primary_metric)
+        entry = {"epoch": epoch, "val_score": val_score, "val_metrics": val_metrics,
+                 "train_loss": float(loss_sum) / max(1, n_seen)}
         epochs.append(entry)
-        if best is None or (val_acc is not None and (best["val_accuracy"] is None or val_acc > best["val_accuracy"])):
+        if best is None or (val_score is not None and (best["val_score"] is None or val_score > best["val_score"])):
             best = entry
             best_state = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
 
@@ -335,6 +354,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     record = {
         **{k: run_id[k] for k in ("model", "task", "method", "seed") if k in run_id},
         "seed": int(seed),
+        "task_kind": kind.name,
         "method_type": method_type,
         "method_options": dataclasses.asdict(options),
         "method_notes": ctx.notes,
@@ -343,9 +363,11 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         "params": params,
         "epochs": epochs,
         "best_epoch": best["epoch"],
-        "best_val_accuracy": best["val_accuracy"],
-        "train_examples": len(train),
-        "validation_examples": len(val),
+        "val_metric": kind.primary_metric,
+        "best_val_score": best["val_score"],
+        "train_examples": int(meta["parts"]["train"].get("examples", len(train))),
+        "train_rows": len(train),  # model inputs: QA windows can outnumber examples
+        "validation_examples": int(meta["parts"]["validation"].get("examples", len(val))),
         "wall_time_s": time.perf_counter() - start,
         "train_time_s": train_time,
         "train_samples_per_s": len(train) * hp["epochs"] / train_time if train_time > 0 else None,

@@ -14,4 +14,5 @@ run_job(
     out_tex=snakemake.output.tex,
     out_csv=snakemake.output.csv,
     reference_csv=snakemake.input.reference[0] if snakemake.input.reference else None,
+    skipped=dict(snakemake.params.skipped),
 )

@@ -19,4 +19,5 @@ run_job(
     run_id={"model": w.model, "task": w.task, "method": w.method, "seed": int(w.seed)},
     threads=max(1, int(snakemake.threads)),
     provenance_extra={"model": model},
+    model_config=model.get("config_overrides"),
 )

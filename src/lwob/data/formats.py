@@ -1,7 +1,12 @@
 """Readers for local dataset files and the normalisation shared by every source.
 
-A normalised split keeps the original text columns under their own names and adds
-``label`` (int64, -1 = unlabelled) and ``idx`` (int64 record id within the split).
+A normalised classification split keeps the original text columns under their own names
+and adds ``label`` (int64, -1 = unlabelled) and ``idx`` (int64 record id within the split).
+
+A normalised extractive-QA split (SQuAD layout) has one row per question: ``id`` (str),
+``title`` (str), ``context`` (str), ``question`` (str), ``answer_text`` (list of str),
+``answer_start`` (list of int64, character offsets into ``context``) and ``idx`` (int64);
+every gold answer is checked to be the text found in the context at its ``answer_start``.
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -27,8 +33,10 @@ EXTENSIONS = {
     ".parquet": "parquet",
     ".json": "json",
     ".jsonl": "jsonl",
+    ".zip": "squad",  # a zip holding one SQuAD JSON file (e.g. dev-v1.1.json.zip)
 }
-FILE_FORMATS = tuple(EXTENSIONS.values())
+#: formats for ``{files: {split: path}}`` specs (``squad`` .json files need ``format: squad``)
+FILE_FORMATS = ("tsv", "csv", "parquet", "json", "jsonl", "squad")
 ALL_FORMATS = FILE_FORMATS + ("advglue",)
 
 
@@ -53,7 +61,9 @@ def _records_frame(records: Any, where: str) -> pd.DataFrame:
 
 
 def read_table(path: str | os.PathLike, fmt: str, dataset: str, split: str | None = None) -> pd.DataFrame:
-    """Read one local file (tsv, csv, parquet, json, jsonl) into a DataFrame."""
+    """Read one local file (tsv, csv, parquet, json, jsonl, squad) into a DataFrame."""
+    if fmt == "squad":
+        return read_squad(path, dataset, split)
     where = _where(dataset, path, split)
     path = Path(path)
     if not path.is_file():
@@ -106,6 +116,296 @@ def read_advglue(path: str | os.PathLike, dataset: str) -> dict[str, pd.DataFram
     return {str(k): _records_frame(v, f"{where}, task {k!r}") for k, v in obj.items()}
 
 
+# --------------------------------------------------------------------------- SQuAD (extractive QA)
+
+#: the normalised QA frame's columns, in order
+QA_COLUMNS = ("id", "title", "context", "question", "answer_text", "answer_start", "idx")
+_SHOWN = 5  # problems listed in one error message
+
+
+def _short(v: Any, n: int = 80) -> str:
+    r = repr(v)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+_TYPE_WORDS = {str: "a string", list: "a list", dict: "an object", int: "an integer"}
+
+
+def _field(obj: dict, key: str, typ: type, where: str, loc: str) -> Any:
+    if key not in obj:
+        raise DataError(f"{where}: {loc}: missing field {key!r}")
+    v = obj[key]
+    if not isinstance(v, typ) or isinstance(v, bool):
+        raise DataError(f"{where}: {loc}: field {key!r} must be {_TYPE_WORDS[typ]}, "
+                        f"got {type(v).__name__} {_short(v, 40)}")
+    return v
+
+
+def _span_problem(qname: str, k: int, context: str, text: str, start: int) -> str | None:
+    """None when ``context[start:start+len(text)] == text``; otherwise a description."""
+    end = start + len(text)
+    got = context[start:end]
+    if got == text:
+        return None
+    beyond = f" (the context has {len(context)} characters)" if end > len(context) else ""
+    return (f"{qname}, answer {k}: expected {_short(text)} at context[{start}:{end}], "
+            f"the context holds {_short(got)}{beyond}")
+
+
+def _mismatch_error(where: str, problems: list[str]) -> DataError:
+    n = len(problems)
+    more = f"; ... and {n - _SHOWN} more" if n > _SHOWN else ""
+    return DataError(f"{where}: {n} gold answer(s) not found in the context at their answer_start "
+                     f"(context[answer_start:answer_start+len(text)] must equal the answer text): "
+                     f"{'; '.join(problems[:_SHOWN])}{more}")
+
+
+def _read_squad_json(path: Path, where: str) -> tuple[Any, str]:
+    """Parse a SQuAD .json file, or the single .json member of a .zip: (object, where)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names = [i.filename for i in z.infolist() if not i.is_dir()]
+                members = [n for n in names if n.lower().endswith(".json")
+                           and not n.startswith("__MACOSX/") and not PurePosixPath(n).name.startswith("._")]
+                if len(members) != 1:
+                    what = "no .json member" if not members else f"{len(members)} .json members"
+                    listed = members if members else names
+                    raise DataError(f"{where}: a SQuAD zip must hold exactly one .json file, found {what}: "
+                                    f"{', '.join(map(repr, listed[:20]))}"
+                                    f"{' ...' if len(listed) > 20 else ''}")
+                raw = z.read(members[0])
+                where = f"{where}, member {members[0]!r}"
+        elif path.suffix.lower() == ".zip":
+            raise DataError(f"{where}: not a valid zip archive")
+        else:
+            raw = path.read_bytes()
+        return json.loads(raw), where
+    except DataError:
+        raise
+    except (ValueError, OSError, RuntimeError, zipfile.BadZipFile, EOFError) as e:
+        # ValueError covers JSONDecodeError and UnicodeDecodeError; RuntimeError: encrypted zip
+        raise DataError(f"{where}: cannot read SQuAD JSON: {e}") from None
+
+
+def read_squad(path: str | os.PathLike, dataset: str, split: str | None = None) -> pd.DataFrame:
+    """Read one SQuAD v1.1 JSON file (or a zip holding exactly one) into the normalised QA frame.
+
+    One row per question, in file order, with the columns of ``QA_COLUMNS``. Every field is
+    checked (names the file, the question id and its article/paragraph on error); every
+    gold answer must be the text found in the context at its ``answer_start``, and question
+    ids must be unique within the file.
+    """
+    where = _where(dataset, path, split)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{where}: file not found")
+    obj, where = _read_squad_json(path, where)
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a SQuAD JSON object {{\"data\": [...]}}, got {type(obj).__name__}")
+    data = _field(obj, "data", list, where, "top level")
+    ids: list[str] = []
+    titles: list[str] = []
+    contexts: list[str] = []
+    questions: list[str] = []
+    texts: list[list[str]] = []
+    starts: list[list[int]] = []
+    seen: dict[str, str] = {}  # question id -> where it was first seen
+    problems: list[str] = []
+    for a, article in enumerate(data):
+        aloc = f"article {a}"
+        if not isinstance(article, dict):
+            raise DataError(f"{where}: {aloc}: expected an object, got {type(article).__name__}")
+        title = article.get("title", "")
+        if not isinstance(title, str):
+            raise DataError(f"{where}: {aloc}: field 'title' must be a string, got {type(title).__name__}")
+        if title:
+            aloc += f" {title!r}"
+        paragraphs = _field(article, "paragraphs", list, where, aloc)
+        for p, para in enumerate(paragraphs):
+            ploc = f"{aloc}, paragraph {p}"
+            if not isinstance(para, dict):
+                raise DataError(f"{where}: {ploc}: expected an object, got {type(para).__name__}")
+            context = _field(para, "context", str, where, ploc)
+            qas = _field(para, "qas", list, where, ploc)
+            for q, qa in enumerate(qas):
+                qloc = f"{ploc}, question {q}"
+                if not isinstance(qa, dict):
+                    raise DataError(f"{where}: {qloc}: expected an object, got {type(qa).__name__}")
+                qid = _field(qa, "id", str, where, qloc)
+                qname = f"question id {qid!r} ({qloc})"
+                if qid in seen:
+                    raise DataError(f"{where}: duplicate question id {qid!r}: {seen[qid]} and {qloc}")
+                seen[qid] = qloc
+                question = _field(qa, "question", str, where, qname)
+                answers = _field(qa, "answers", list, where, qname)
+                if not answers:
+                    v2 = " (SQuAD v2 unanswerable questions are not supported)" if qa.get("is_impossible") else ""
+                    raise DataError(f"{where}: {qname}: empty 'answers' list; every question needs at least "
+                                    f"one gold answer{v2}")
+                q_texts, q_starts = [], []
+                for k, ans in enumerate(answers):
+                    kloc = f"{qname}, answer {k}"
+                    if not isinstance(ans, dict):
+                        raise DataError(f"{where}: {kloc}: expected an object, got {type(ans).__name__}")
+                    text = _field(ans, "text", str, where, kloc)
+                    start = _field(ans, "answer_start", int, where, kloc)
+                    if not text:
+                        raise DataError(f"{where}: {kloc}: empty answer text")
+                    if start < 0:
+                        raise DataError(f"{where}: {kloc}: negative answer_start {start}")
+                    problem = _span_problem(qname, k, context, text, start)
+                    if problem is not None:
+                        problems.append(problem)
+                    q_texts.append(text)
+                    q_starts.append(int(start))
+                ids.append(qid)
+                titles.append(title)
+                contexts.append(context)
+                questions.append(question)
+                texts.append(q_texts)
+                starts.append(q_starts)
+    if problems:
+        raise _mismatch_error(where, problems)
+    if not ids:
+        raise DataError(f"{where}: no questions in the file")
+    return pd.DataFrame({
+        "id": ids, "title": titles, "context": contexts, "question": questions,
+        "answer_text": texts, "answer_start": starts, "idx": np.arange(len(ids), dtype=np.int64),
+    })
+
+
+def is_qa_frame(df: pd.DataFrame) -> bool:
+    """A frame in the normalised QA layout (it has ``answer_text`` and ``answer_start``)."""
+    return "answer_text" in df.columns and "answer_start" in df.columns
+
+
+def _is_hub_squad(df: pd.DataFrame) -> bool:
+    """The HF hub SQuAD layout: ``answers`` = {text: [...], answer_start: [...]} per row."""
+    return "answers" in df.columns and "label" not in df.columns and not is_qa_frame(df)
+
+
+def _qname(df: pd.DataFrame, i: int) -> str:
+    if "id" in df.columns:
+        s = f"question id {str(df['id'].iat[i])!r} (row {i}"
+        if "title" in df.columns:
+            s += f", title {str(df['title'].iat[i])!r}"
+        return s + ")"
+    return f"row {i}"
+
+
+def _is_sequence(v: Any) -> bool:
+    return isinstance(v, (list, tuple, np.ndarray)) and not isinstance(v, str)
+
+
+def _flatten_answers(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Hub SQuAD ``answers`` (a dict of lists per row, or a list of {text, answer_start})
+    -> ``answer_text`` and ``answer_start`` columns in its place."""
+    texts, starts = [], []
+    for i, v in enumerate(df["answers"].tolist()):
+        if isinstance(v, dict):
+            missing = [k for k in ("text", "answer_start") if k not in v]
+            if missing:
+                raise DataError(f"{where}: {_qname(df, i)}: 'answers' lacks field(s) {missing}")
+            t, s = v["text"], v["answer_start"]
+        elif _is_sequence(v) and all(isinstance(x, dict) for x in v):
+            missing = sorted({k for x in v for k in ("text", "answer_start") if k not in x})
+            if missing:
+                raise DataError(f"{where}: {_qname(df, i)}: an answer lacks field(s) {missing}")
+            t, s = [x["text"] for x in v], [x["answer_start"] for x in v]
+        else:
+            raise DataError(f"{where}: {_qname(df, i)}: 'answers' must be {{text: [...], answer_start: [...]}} "
+                            f"or a list of {{text, answer_start}} objects, got {type(v).__name__}")
+        texts.append(t)
+        starts.append(s)
+    pos = list(df.columns).index("answers")
+    out = df.drop(columns=["answers"])
+    out.insert(pos, "answer_text", pd.Series(texts, index=df.index, dtype=object))
+    out.insert(pos + 1, "answer_start", pd.Series(starts, index=df.index, dtype=object))
+    return out
+
+
+def _idx_column(df: pd.DataFrame, where: str) -> np.ndarray:
+    if "idx" in df.columns:
+        try:
+            idx = _labels(df["idx"], where + " (column idx)", None)
+        except DataError as e:
+            raise DataError(str(e).replace("labels", "idx values")) from None
+        if pd.Index(idx).has_duplicates:
+            raise DataError(f"{where}: duplicate values in column 'idx'")
+        return idx
+    return np.arange(len(df), dtype=np.int64)
+
+
+def _normalise_qa(df: pd.DataFrame, where: str, label_map: dict[str, int] | None) -> pd.DataFrame:
+    """Check and convert a QA frame: answer lists, answer spans, unique ids; add ``idx``."""
+    if label_map:
+        raise DataError(f"{where}: label_map does not apply to an extractive-QA dataset")
+    df = df.reset_index(drop=True)
+    for col in ("context", "question"):
+        if col in df.columns:
+            bad = [i for i, v in enumerate(df[col].tolist()) if not isinstance(v, str)]
+            if bad:
+                v = df[col].iat[bad[0]]
+                raise DataError(f"{where}: {_qname(df, bad[0])}: {col!r} must be a string, got "
+                                f"{type(v).__name__} {_short(v, 40)} ({len(bad)} such row(s))")
+    texts, starts = [], []
+    for i, (t, s) in enumerate(zip(df["answer_text"].tolist(), df["answer_start"].tolist())):
+        if (_is_sequence(t) and _is_sequence(s) and len(t) == len(s) > 0
+                and all(isinstance(x, str) and x for x in t)
+                and all(isinstance(y, (int, np.integer)) and not isinstance(y, (bool, np.bool_)) and y >= 0
+                        for y in s)):
+            texts.append([str(x) for x in t])
+            starts.append([int(y) for y in s])
+            continue
+        # something is wrong with this row: find what, and say so
+        name = _qname(df, i)
+        if not _is_sequence(t) or not _is_sequence(s):
+            raise DataError(f"{where}: {name}: 'answer_text' and 'answer_start' must be lists, "
+                            f"got {type(t).__name__} and {type(s).__name__}")
+        if len(t) != len(s):
+            raise DataError(f"{where}: {name}: {len(t)} answer text(s) but {len(s)} answer_start value(s)")
+        if len(t) == 0:
+            raise DataError(f"{where}: {name}: no gold answer (empty answer list)")
+        row_t, row_s = [], []
+        for k, (x, y) in enumerate(zip(t, s)):
+            if not isinstance(x, str):
+                raise DataError(f"{where}: {name}, answer {k}: text must be a string, got {type(x).__name__}")
+            if isinstance(y, (bool, np.bool_)) or not isinstance(y, (int, np.integer)):
+                raise DataError(f"{where}: {name}, answer {k}: answer_start must be an integer, "
+                                f"got {type(y).__name__} {_short(y, 40)}")
+            if not x:
+                raise DataError(f"{where}: {name}, answer {k}: empty answer text")
+            if y < 0:
+                raise DataError(f"{where}: {name}, answer {k}: negative answer_start {int(y)}")
+            row_t.append(str(x))
+            row_s.append(int(y))
+        texts.append(row_t)
+        starts.append(row_s)
+    if "context" in df.columns:
+        problems = []
+        for i, (c, t, s) in enumerate(zip(df["context"].tolist(), texts, starts)):
+            for k, (x, y) in enumerate(zip(t, s)):
+                if c[y:y + len(x)] != x:
+                    problems.append(_span_problem(_qname(df, i), k, c, x, y))
+        if problems:
+            raise _mismatch_error(where, problems)
+    if "id" in df.columns:
+        ids = df["id"].map(str)
+        dup = ids[ids.duplicated(keep=False)]
+        if len(dup):
+            first = dup.iat[0]
+            rows = dup.index[dup == first].tolist()
+            raise DataError(f"{where}: duplicate question id {first!r} (rows {rows}; "
+                            f"{dup.nunique()} duplicated id(s) in all)")
+    idx = _idx_column(df, where)
+    out = df[[c for c in df.columns if c != "idx"]].copy()
+    out["answer_text"] = pd.Series(texts, dtype=object)
+    out["answer_start"] = pd.Series(starts, dtype=object)
+    out["idx"] = pd.Series(idx, dtype="int64")
+    return out
+
+
 def _labels(values: pd.Series, where: str, label_map: dict[str, int] | None) -> np.ndarray:
     if label_map is not None:
         keys = values.map(lambda v: v if isinstance(v, str) else (None if pd.isna(v) else str(v)))
@@ -154,6 +454,11 @@ def normalise(df: pd.DataFrame, dataset: str, split: str, file: str | os.PathLik
     """Rename columns, convert ``label`` to int64 (via ``label_map`` if given), add/convert ``idx``.
 
     Column order: the other columns in their original order, then ``label``, ``idx``.
+
+    Extractive-QA frames (with ``answer_text`` and ``answer_start`` columns, or the hub SQuAD
+    ``answers`` column, which is flattened into those two) need no ``label``: their answers
+    are checked (lists of str / int, every span found in ``context``, unique ``id``) and they
+    keep their columns, with ``idx`` last.
     """
     where = f"dataset {dataset!r}, split {split!r}" + (f", file {str(file)!r}" if file is not None else "")
     df = df.copy()
@@ -166,22 +471,19 @@ def normalise(df: pd.DataFrame, dataset: str, split: str, file: str | os.PathLik
         df = df.rename(columns=dict(columns))
         if df.columns.duplicated().any():
             raise DataError(f"{where}: duplicate columns after renaming: {list(df.columns)}")
+    if _is_hub_squad(df):
+        df = _flatten_answers(df, where)
+    if is_qa_frame(df):
+        return _normalise_qa(df, where, label_map)
     if "label" not in df.columns:
+        hint = "; this looks like SQuAD JSON: set the dataset's format: squad" if "paragraphs" in df.columns else ""
         raise DataError(f"{where}: no 'label' column (columns: {list(df.columns)}); "
-                        f"rename one with the spec's 'columns' map")
+                        f"rename one with the spec's 'columns' map{hint}")
     labels = _labels(df["label"], where, label_map)
     if (labels < -1).any():
         raise DataError(f"{where}: negative labels other than -1 (unlabelled): "
                         f"{sorted(set(labels[labels < -1].tolist()))[:10]}")
-    if "idx" in df.columns:
-        try:
-            idx = _labels(df["idx"], where + " (column idx)", None)
-        except DataError as e:
-            raise DataError(str(e).replace("labels", "idx values")) from None
-        if pd.Index(idx).has_duplicates:
-            raise DataError(f"{where}: duplicate values in column 'idx'")
-    else:
-        idx = np.arange(len(df), dtype=np.int64)
+    idx = _idx_column(df, where)
     rest = [c for c in df.columns if c not in ("label", "idx")]
     out = df[rest].reset_index(drop=True)
     out["label"] = pd.Series(labels, dtype="int64")

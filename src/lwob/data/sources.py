@@ -5,6 +5,12 @@ Output (``data/raw/{dataset}/``): ``{split}.parquet`` per split, normalised (see
 
     {dataset, source, spec, revision, files: {split: {path, sha256, records}},
      source_files: {path: sha256}}
+
+Local files may be SQuAD JSON (``format: squad``, or any ``.zip`` holding one SQuAD ``.json``):
+those splits are extractive-QA frames (see ``lwob.data.formats.read_squad``). A local dataset
+with ``optional: true`` (e.g. a user-supplied adversarial set with no public download) may
+have its files absent: ``check_spec`` accepts that and ``is_available`` says False, so
+callers can skip the dataset and flag it.
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ def _local_files(name: str, spec: dict) -> list[tuple[str, str, str, str]]:
         ffmt = fmt if fmt is not None else formats.format_from_path(f)
         if ffmt is None:
             raise ConfigError(f"{key}: cannot tell the format of {f!r} from its extension "
-                              f"(known: {', '.join(formats.EXTENSIONS)}); set datasets.{name}.format")
+                              f"(known: {', '.join(formats.EXTENSIONS)}); set datasets.{name}.format "
+                              f"(SQuAD .json files need format: squad)")
         if ffmt not in formats.FILE_FORMATS:
             raise ConfigError(f"{_key(name, 'format')}: unknown format {ffmt!r} for 'files' "
                               f"(known: {', '.join(formats.FILE_FORMATS)})")
@@ -112,6 +119,12 @@ def _check_structure(name: str, spec: Any) -> list[tuple[str, str, str, str]]:
     for k in ("label_map", "columns"):
         if k in spec and spec[k] is not None and not isinstance(spec[k], dict):
             raise ConfigError(f"{_key(name, k)}: expected a mapping")
+    optional = spec.get("optional", False)
+    if not isinstance(optional, bool):
+        raise ConfigError(f"{_key(name, 'optional')}: expected true or false, got {optional!r}")
+    if optional and source != "local":
+        raise ConfigError(f"{_key(name, 'optional')}: only local datasets can be optional "
+                          f"(dataset {name!r} has source {source!r})")
     lm = spec.get("label_map")
     if lm:
         for k, v in lm.items():
@@ -148,12 +161,27 @@ def check_spec(name: str, spec: dict, base_dir: Path | None = None) -> None:
 
     Checks the source and format, the required keys, and that local files exist
     (relative paths are resolved against ``base_dir``, default the working directory).
+    The files of an ``optional: true`` dataset may be absent (see ``is_available``).
     """
     entries = _check_structure(name, spec)
+    if spec.get("optional", False):
+        return
     for _split, key, f, _fmt in entries:
         p = _resolve(f, base_dir)
         if not p.is_file():
             raise ConfigError(f"{key}: file not found: {f!r} (resolved to {str(p)!r}) for dataset {name!r}")
+
+
+def is_available(name: str, spec: dict, base_dir: Path | None = None) -> bool:
+    """False when ``spec`` is an ``optional: true`` local dataset with a file absent; else True.
+
+    Checks the spec's structure like ``check_spec`` (raises ConfigError). A non-optional
+    dataset is always "available": its missing files are errors (``check_spec``, ``load``).
+    """
+    entries = _check_structure(name, spec)
+    if not spec.get("optional", False):
+        return True
+    return all(_resolve(f, base_dir).is_file() for _split, _key_, f, _fmt in entries)
 
 
 # --------------------------------------------------------------------------- loading
@@ -180,7 +208,9 @@ def _load_local(name: str, spec: dict, entries, base_dir: Path | None):
         p = _resolve(f, base_dir)
         where = f"dataset {name!r}" + ("" if split == "*" else f", split {split!r}") + f", file {str(p)!r}"
         if not p.is_file():
-            raise DataError(f"{where}: file not found")
+            hint = (" (the dataset is optional: skip it when lwob.data.sources.is_available() is False)"
+                    if spec.get("optional", False) else "")
+            raise DataError(f"{where}: file not found{hint}")
         digest = sha256_file(p)
         expected = _expected_sha(spec, split, f)
         if expected is not None and digest != expected:

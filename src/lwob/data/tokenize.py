@@ -1,16 +1,20 @@
-"""Tokenise one classification task for one model: ``data/tokenized/{model}/{task}/``.
+"""Tokenise a task once per model: ``data/tokenized/{model}/{task}/``.
 
-Parts ``train``, ``validation`` and one per eval set name, each ``{part}.parquet`` with
-columns ``idx`` (int64), ``label`` (int64), ``input_ids`` (list<int32>, unpadded, with
-special tokens) and, when the tokenizer returns them, ``token_type_ids`` (list<int32>);
-plus ``meta.json``::
+Training parts (``prepare_task``): ``train.parquet`` and ``validation.parquet`` plus
+``meta.json``::
 
-    {task, model, tokenizer_path, pad_token_id, max_length, num_labels,
-     parts: {name: {records, sha256, kind, column, source: {dataset, split}}},
+    {task, kind, model, tokenizer_path, pad_token_id, max_length, num_labels,
+     parts: {train|validation: {records, examples, sha256, kind, source: {dataset, split}, scoring}},
      raw_manifests: {dataset: sha256}}
 
-``kind`` is ``train`` / ``validation`` for the first two parts and the eval set's kind
-(``origin`` / ``adv``) otherwise; ``column`` is null for train and validation.
+Each eval set separately (``prepare_eval_set``): ``eval/{name}.parquet`` and
+``eval/{name}.json`` (same entry as a part, plus ``column``), so adding an eval set never
+re-tokenises (and so never retrains) the training parts.
+
+Rows are model inputs made by the task kind (lwob.tasks): ``row`` (index of the example
+in the split), ``input_ids`` (list<int32>, unpadded, with special tokens), optional
+``token_type_ids`` and the kind's target/scoring columns. Kinds whose inputs are not one
+per example (extractive QA windows) also write ``{part}.examples.parquet``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lwob import tasks as task_kinds
 from lwob.data.formats import write_table
 from lwob.errors import ConfigError, DataError
 from lwob.io import read_json, sha256_file, write_json
@@ -96,118 +101,18 @@ def _load_split(task_name: str, key: str, ref: dict, raw_dirs: dict, manifests: 
     return pd.read_parquet(path)
 
 
-def _check_frame(df: pd.DataFrame, task_name: str, part: str, ref: dict, text_fields: list[str],
-                 num_labels: int) -> None:
-    where = f"task {task_name!r}, part {part!r} (dataset {ref['dataset']!r}, split {ref['split']!r})"
-    missing = [c for c in [*text_fields, "label", "idx"] if c not in df.columns]
-    if missing:
-        raise DataError(f"{where}: missing column(s) {missing} (columns: {list(df.columns)}); "
-                        f"check tasks.{task_name}.text_fields or the dataset's 'columns' map")
-    labels = df["label"].to_numpy()
-    if (labels == -1).any():
-        raise DataError(f"{where}: {int((labels == -1).sum())} unlabelled row(s) (label -1) cannot be "
-                        f"used for training or scored; use a labelled split")
-    bad = (labels < 0) | (labels >= num_labels)
-    if bad.any():
-        raise DataError(f"{where}: labels outside 0..{num_labels - 1} "
-                        f"(tasks.{task_name}.num_labels = {num_labels}): {sorted(set(labels[bad].tolist()))[:10]}")
-    for c in text_fields:
-        if df[c].isna().any():
-            raise DataError(f"{where}: {int(df[c].isna().sum())} missing value(s) in text column {c!r}")
-
-
-def _list_array(seqs: list[list[int]]) -> pa.Array:
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int32, count=len(seqs))
-    offsets = np.zeros(len(seqs) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(offsets[-1]))
-    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), pa.array(flat, type=pa.int32()))
-
-
-def _tokenize(tokenizer, df: pd.DataFrame, text_fields: list[str], max_length: int) -> pa.Table:
-    texts = [df[c].astype(str).tolist() for c in text_fields]
-    enc = tokenizer(*texts, truncation=True, max_length=max_length, padding=False,
-                    add_special_tokens=True)
-    cols = {
-        "idx": pa.array(df["idx"].to_numpy(dtype=np.int64), type=pa.int64()),
-        "label": pa.array(df["label"].to_numpy(dtype=np.int64), type=pa.int64()),
-        "input_ids": _list_array(enc["input_ids"]),
-    }
-    if "token_type_ids" in enc:
-        cols["token_type_ids"] = _list_array(enc["token_type_ids"])
-    return pa.table(cols)
-
-
 # --------------------------------------------------------------------------- main
 
-def prepare_task(task_name: str, task: dict, raw_dirs: dict[str, Path], tokenizer_path: Path,
-                 model_name: str, out_dir: Path) -> dict:
-    """Tokenise train / validation / eval sets of a classification task; returns meta.json."""
-    if task.get("kind", "classification") != "classification":
-        raise ConfigError(f"tasks.{task_name}.kind: prepare_task handles classification, got {task.get('kind')!r}")
-    text_fields = task.get("text_fields")
-    if (not isinstance(text_fields, list) or not 1 <= len(text_fields) <= 2
-            or not all(isinstance(t, str) for t in text_fields)):
-        raise ConfigError(f"tasks.{task_name}.text_fields: expected a list of 1 or 2 column names, got {text_fields!r}")
-    num_labels = task.get("num_labels")
-    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
-        raise ConfigError(f"tasks.{task_name}.num_labels: expected an integer >= 2, got {num_labels!r}")
+def _check_common(task_name: str, task: dict):
+    kind = task_kinds.get(task.get("kind", "classification"))
     max_length = task.get("max_length")
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 4:
         raise ConfigError(f"tasks.{task_name}.max_length: expected an integer >= 4, got {max_length!r}")
-    eval_sets = task.get("eval_sets") or {}
-    if not isinstance(eval_sets, dict) or not eval_sets:
-        raise ConfigError(f"tasks.{task_name}.eval_sets: at least one eval set is needed")
-    for name, es in eval_sets.items():
-        if name in RESERVED_PARTS:
-            raise ConfigError(f"tasks.{task_name}.eval_sets.{name}: the name is reserved for a part")
-        if not isinstance(es, dict) or es.get("kind") not in EVAL_KINDS:
-            raise ConfigError(f"tasks.{task_name}.eval_sets.{name}.kind: expected one of {EVAL_KINDS}, "
-                              f"got {es.get('kind') if isinstance(es, dict) else es!r}")
+    kind.check_task(task_name, task)
+    return kind
 
-    raw_dirs = {k: Path(v) for k, v in raw_dirs.items()}
-    manifests: dict[str, tuple[dict, str]] = {}
-    train_ref = task.get("train") or {}
-    train_df = _load_split(task_name, "train", train_ref, raw_dirs, manifests)
-    _check_frame(train_df, task_name, "train", train_ref, text_fields, num_labels)
 
-    val_spec = task.get("validation")
-    if isinstance(val_spec, dict) and "holdout" in val_spec:
-        frac = val_spec["holdout"]
-        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
-            raise ConfigError(f"tasks.{task_name}.validation.holdout: expected a fraction in (0, 1), got {frac!r}")
-        tr_pos, va_pos = holdout_split(train_df["label"].to_numpy(), float(frac))
-        if len(va_pos) == 0 or len(tr_pos) == 0:
-            raise DataError(f"task {task_name!r}: train split of {train_ref['dataset']!r} is too small "
-                            f"for a {frac} holdout ({len(train_df)} rows)")
-        val_df = train_df.iloc[va_pos].reset_index(drop=True)
-        train_df = train_df.iloc[tr_pos].reset_index(drop=True)
-        val_ref = {"dataset": train_ref["dataset"], "split": train_ref["split"]}
-    elif isinstance(val_spec, dict) and "dataset" in val_spec:
-        val_ref = {"dataset": val_spec["dataset"], "split": val_spec.get("split")}
-        val_df = _load_split(task_name, "validation", val_spec, raw_dirs, manifests)
-        _check_frame(val_df, task_name, "validation", val_ref, text_fields, num_labels)
-    else:
-        raise ConfigError(f"tasks.{task_name}.validation: expected {{holdout: frac}} or {{dataset, split}}, "
-                          f"got {val_spec!r}")
-
-    max_examples = train_ref.get("max_examples")
-    if max_examples is not None:
-        if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
-            raise ConfigError(f"tasks.{task_name}.train.max_examples: expected a positive integer, "
-                              f"got {max_examples!r}")
-        train_df = train_df.iloc[subsample(len(train_df), max_examples)].reset_index(drop=True)
-
-    parts: dict[str, tuple[pd.DataFrame, dict, str, str | None]] = {
-        "train": (train_df, {"dataset": train_ref["dataset"], "split": train_ref["split"]}, "train", None),
-        "validation": (val_df, val_ref, "validation", None),
-    }
-    for name, es in eval_sets.items():
-        df = _load_split(task_name, f"eval_sets.{name}", es, raw_dirs, manifests)
-        ref = {"dataset": es["dataset"], "split": es["split"]}
-        _check_frame(df, task_name, name, ref, text_fields, num_labels)
-        parts[name] = (df, ref, es["kind"], es.get("column", name))
-
+def _load_tokenizer(task_name: str, tokenizer_path: Path, model_name: str):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers import AutoTokenizer  # heavy: only when needed
 
@@ -219,25 +124,120 @@ def prepare_task(task_name: str, task: dict, raw_dirs: dict[str, Path], tokenize
     pad = tokenizer.pad_token_id
     if pad is None:
         pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    return tokenizer, int(pad)
 
+
+def _write_part(kind, tokenizer, df: pd.DataFrame, task: dict, out_dir: Path, name: str, *, train: bool) -> dict:
+    features, examples = kind.encode(tokenizer, df, task, train=train)
+    path = out_dir / f"{name}.parquet"
+    write_table(features, path)
+    entry = {"records": int(features.num_rows), "examples": int(len(df)), "sha256": sha256_file(path)}
+    if examples is not None:
+        ex_path = out_dir / f"{name}.examples.parquet"
+        write_table(examples, ex_path)
+        entry["examples_sha256"] = sha256_file(ex_path)
+    return entry
+
+
+def _scoring(task: dict) -> dict:
+    """Task settings that scoring needs (QA span search), recorded with each scored part."""
+    keys = ("max_answer_length", "n_best")
+    return {k: task[k] for k in keys if k in task}
+
+
+def prepare_task(task_name: str, task: dict, raw_dirs: dict[str, Path], tokenizer_path: Path,
+                 model_name: str, out_dir: Path) -> dict:
+    """Tokenise the train and validation parts of a task; returns meta.json."""
+    kind = _check_common(task_name, task)
+    raw_dirs = {k: Path(v) for k, v in raw_dirs.items()}
+    manifests: dict[str, tuple[dict, str]] = {}
+    train_ref = task.get("train") or {}
+    train_df = _load_split(task_name, "train", train_ref, raw_dirs, manifests)
+    where = f"task {task_name!r}, part 'train' (dataset {train_ref['dataset']!r}, split {train_ref['split']!r})"
+    kind.check_frame(train_df, task, where, task_name)
+
+    val_spec = task.get("validation")
+    if isinstance(val_spec, dict) and "holdout" in val_spec:
+        frac = val_spec["holdout"]
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+            raise ConfigError(f"tasks.{task_name}.validation.holdout: expected a fraction in (0, 1), got {frac!r}")
+        strata = kind.stratify(train_df)
+        tr_pos, va_pos = holdout_split(strata if strata is not None else np.zeros(len(train_df)), float(frac))
+        if len(va_pos) == 0 or len(tr_pos) == 0:
+            raise DataError(f"task {task_name!r}: train split of {train_ref['dataset']!r} is too small "
+                            f"for a {frac} holdout ({len(train_df)} rows)")
+        val_df = train_df.iloc[va_pos].reset_index(drop=True)
+        train_df = train_df.iloc[tr_pos].reset_index(drop=True)
+        val_ref = {"dataset": train_ref["dataset"], "split": train_ref["split"], "holdout": float(frac)}
+    elif isinstance(val_spec, dict) and "dataset" in val_spec:
+        val_ref = {"dataset": val_spec["dataset"], "split": val_spec.get("split")}
+        val_df = _load_split(task_name, "validation", val_spec, raw_dirs, manifests)
+        where = f"task {task_name!r}, part 'validation' (dataset {val_ref['dataset']!r}, split {val_ref['split']!r})"
+        kind.check_frame(val_df, task, where, task_name)
+    else:
+        raise ConfigError(f"tasks.{task_name}.validation: expected {{holdout: frac}} or {{dataset, split}}, "
+                          f"got {val_spec!r}")
+
+    max_examples = train_ref.get("max_examples")
+    if max_examples is not None:
+        if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+            raise ConfigError(f"tasks.{task_name}.train.max_examples: expected a positive integer, "
+                              f"got {max_examples!r}")
+        train_df = train_df.iloc[subsample(len(train_df), max_examples)].reset_index(drop=True)
+
+    tokenizer, pad = _load_tokenizer(task_name, Path(tokenizer_path), model_name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta_parts = {}
-    for name, (df, ref, kind, column) in parts.items():
-        table = _tokenize(tokenizer, df, text_fields, max_length)
-        path = out_dir / f"{name}.parquet"
-        write_table(table, path)
-        meta_parts[name] = {"records": int(table.num_rows), "sha256": sha256_file(path), "kind": kind,
-                            "column": column, "source": ref}
+    parts = {
+        "train": {**_write_part(kind, tokenizer, train_df, task, out_dir, "train", train=True), "kind": "train",
+                  "source": {"dataset": train_ref["dataset"], "split": train_ref["split"]}},
+        "validation": {**_write_part(kind, tokenizer, val_df, task, out_dir, "validation", train=False),
+                       "kind": "validation", "source": val_ref, "scoring": _scoring(task)},
+    }
     meta = {
         "task": task_name,
+        "kind": kind.name,
         "model": model_name,
         "tokenizer_path": str(tokenizer_path),
-        "pad_token_id": int(pad),
-        "max_length": int(max_length),
-        "num_labels": int(num_labels),
-        "parts": meta_parts,
+        "pad_token_id": pad,
+        "max_length": int(task["max_length"]),
+        "num_labels": task.get("num_labels"),
+        "parts": parts,
         "raw_manifests": {ds: sha for ds, (_m, sha) in sorted(manifests.items())},
     }
     write_json(out_dir / "meta.json", meta)
     return meta
+
+
+def prepare_eval_set(task_name: str, task: dict, eval_set: str, raw_dirs: dict[str, Path], tokenizer_path: Path,
+                     model_name: str, out_json: Path) -> dict:
+    """Tokenise one eval set of a task into ``out_json``'s folder; returns its metadata."""
+    kind = _check_common(task_name, task)
+    if eval_set in RESERVED_PARTS:
+        raise ConfigError(f"tasks.{task_name}.eval_sets.{eval_set}: the name is reserved for a part")
+    es = (task.get("eval_sets") or {}).get(eval_set)
+    if not isinstance(es, dict):
+        raise ConfigError(f"tasks.{task_name}.eval_sets.{eval_set}: no such eval set")
+    if es.get("kind") not in EVAL_KINDS:
+        raise ConfigError(f"tasks.{task_name}.eval_sets.{eval_set}.kind: expected one of {EVAL_KINDS}, "
+                          f"got {es.get('kind')!r}")
+    manifests: dict[str, tuple[dict, str]] = {}
+    raw_dirs = {k: Path(v) for k, v in raw_dirs.items()}
+    df = _load_split(task_name, f"eval_sets.{eval_set}", es, raw_dirs, manifests)
+    ref = {"dataset": es["dataset"], "split": es["split"]}
+    if es.get("max_examples"):
+        df = df.iloc[subsample(len(df), int(es["max_examples"]))].reset_index(drop=True)
+    where = f"task {task_name!r}, eval set {eval_set!r} (dataset {ref['dataset']!r}, split {ref['split']!r})"
+    kind.check_frame(df, task, where, task_name)
+    tokenizer, _pad = _load_tokenizer(task_name, Path(tokenizer_path), model_name)
+    out_json = Path(out_json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    entry = _write_part(kind, tokenizer, df, task, out_json.parent, eval_set, train=False)
+    scoring = _scoring(task)
+    if es.get("original_id"):
+        scoring["original_id"] = es["original_id"]
+    info = {**entry, "task": task_name, "eval_set": eval_set, "kind": es["kind"],
+            "column": es.get("column", task_name), "source": ref, "scoring": scoring,
+            "raw_manifests": {ds: sha for ds, (_m, sha) in sorted(manifests.items())}}
+    write_json(out_json, info)
+    return info

@@ -17,8 +17,14 @@ from ..errors import ConfigError
 
 REGISTRY: dict[str, type["Method"]] = {}
 
-#: Names of the sequence-classification head module in HF models (as in peft).
-HEAD_NAMES = ("classifier", "score")
+
+
+def head_names() -> tuple[str, ...]:
+    """Names of task-head modules in HF models (classifier, score, qa_outputs, ...): the
+    union over the task kinds of lwob.tasks, so a new kind brings its own head."""
+    from .. import tasks
+
+    return tuple(dict.fromkeys(n for kind in tasks.REGISTRY.values() for n in kind.head_names))
 
 
 @dataclass
@@ -156,14 +162,15 @@ def freeze_all(model) -> None:
 
 
 def head_module_names(model) -> list[str]:
-    """Top-level-relative names of the classification head (``classifier``/``score``)."""
-    return [n for n, _ in model.named_children() if n in HEAD_NAMES]
+    """Top-level-relative names of the task head (``classifier``/``score``/``qa_outputs``)."""
+    names = head_names()
+    return [n for n, _ in model.named_children() if n in names]
 
 
 def unfreeze_head(model) -> None:
     names = head_module_names(model)
     if not names:
-        raise ConfigError(f"{type(model).__name__} has no classification head ({', '.join(HEAD_NAMES)})")
+        raise ConfigError(f"{type(model).__name__} has no task head ({', '.join(head_names())})")
     for n in names:
         for p in getattr(model, n).parameters():
             p.requires_grad_(True)
@@ -172,7 +179,7 @@ def unfreeze_head(model) -> None:
 def encoder_layers(model):
     """The ModuleList of transformer layers of an (unwrapped) HF encoder model."""
     base = getattr(model, "base_model", model)
-    for path in ("encoder.layer", "layers", "h", "layer", "transformer.layer", "model.layers"):
+    for path in ("encoder.layer", "layers", "h", "layer", "transformer.layer", "model.layers", "decoder.layers"):
         obj = base
         try:
             for part in path.split("."):
@@ -245,6 +252,7 @@ def count_parameters(model, base_total: int) -> dict:
     """
     seen: set[int] = set()
     trainable = total = head = 0
+    heads = set(head_names())
     for name, p in model.named_parameters(remove_duplicate=False):
         if id(p) in seen:
             continue
@@ -253,7 +261,7 @@ def count_parameters(model, base_total: int) -> dict:
         total += n
         if p.requires_grad:
             trainable += n
-            if any(part in HEAD_NAMES for part in name.split(".")):
+            if heads & set(name.split(".")):
                 head += n
     return {
         "trainable": trainable,

@@ -3,6 +3,7 @@
 Targets are explicit (see FACTS): on BERT-like encoders `attention.self.key`,
 `attention.self.value` and the FFN output `layer.N.output.dense` (not the attention output
 `attention.output.dense`, which shares the suffix); feedforward_modules is the FFN one.
+On OPT decoders: `self_attn.k_proj`, `self_attn.v_proj` and `fc2` (feed-forward).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ class IA3(Method):
         from peft import IA3Config
 
         if options.target_modules is None:
-            if ctx.model_type not in _peft.BERT_LIKE:
+            defaults = _peft.ia3_defaults(ctx.model_type)
+            if defaults is None:
                 raise ConfigError(f"no default IA3 targets for model type '{ctx.model_type}': set options.target_modules")
-            target, ff = _peft.IA3_BERT_LIKE["target"], _peft.IA3_BERT_LIKE["feedforward"]
+            target, ff = defaults["target"], defaults["feedforward"]
         else:
             target, ff = options.target_modules, options.feedforward_modules
             if ff is None:
