@@ -1,6 +1,6 @@
 """The workflow on the original release files in ../shared/data (AdvGLUE dev.json, GLUE
-SST-2 TSV, RTE Parquet): real training, real numbers. A reduced version of
-config/shared_data.yaml so that it fits the CI budget."""
+SST-2 TSV, RTE Parquet, SQuAD v1.1 dev, Adversarial SQuAD AddSent): real training, real
+numbers. A reduced version of config/shared_data.yaml so that it fits the CI budget."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def test_real_files_train_and_evaluate(tmp_path, shared_data):
     config["tasks"]["sst2"]["train"]["max_examples"] = 600
     config["tasks"]["sst2"]["validation"]["max_examples"] = 100
     config["tasks"]["rte"]["train"]["max_examples"] = 160
+    config["studies"]["table4"]["methods"] = ["fft"]
+    config["tasks"]["squad"]["train"]["max_examples"] = 400
+    config["tasks"]["squad"]["eval_sets"]["origin"]["max_examples"] = 300
     result = run_snakemake(tmp_path, "all", config=config)
     assert result.returncode == 0, result.stderr[-5000:]
 
@@ -51,3 +54,24 @@ def test_real_files_train_and_evaluate(tmp_path, shared_data):
     assert acc.loc[("sst2", "fft", "adv"), "value"] < acc.loc[("sst2", "fft", "origin"), "value"]
     tex = (tmp_path / "results/tables/table3.tex").read_text()
     assert "SST-2" in tex and "RTE" in tex
+
+    # Adversarial SQuAD AddSent, scored on the genuine file: 1,000 original questions and
+    # their 2,560 adversarial variants, grouped by original id.
+    qa = metrics[metrics.task == "squad"].set_index(["method", "eval_set", "metric"])
+    assert qa.loc[("fft", "addsent", "adv_f1"), "n"] == 1000
+    assert qa.loc[("fft", "addsent", "f1"), "n"] == 2560
+    assert qa.loc[("fft", "addsent", "orig_f1"), "n"] == 1000
+    assert qa.loc[("fft", "origin", "f1"), "n"] == 300
+    assert qa.loc[("fft", "origin", "f1"), "value"] > 0.05  # learnt something from 400 examples
+    # The worst case over an original question and its variants can never beat the plain
+    # score of the originals, and the adversarial variants are harder than the originals.
+    for m in ("em", "f1"):
+        assert qa.loc[("fft", "addsent", f"adv_{m}"), "value"] <= qa.loc[("fft", "addsent", f"orig_{m}"), "value"]
+    assert qa.loc[("fft", "addsent", "f1"), "value"] < qa.loc[("fft", "addsent", "orig_f1"), "value"]
+    preds = pd.read_parquet(tmp_path / "results/eval/minilm/squad/fft/seed0.predictions.parquet")
+    addsent = preds[preds.eval_set == "addsent"]
+    per_group = addsent.groupby("original_id")["f1"]
+    assert abs(per_group.min().mean() - qa.loc[("fft", "addsent", "adv_f1"), "value"]) < 1e-9
+    assert per_group.min().mean() <= per_group.mean().mean()
+    tex4 = (tmp_path / "results/tables/table4.tex").read_text()
+    assert "AS" in tex4 and "Origin" in tex4 and "EM & F1" in tex4

@@ -1,10 +1,15 @@
-"""Deterministic offline demo data: small text-classification tasks with adversarial variants.
+"""Deterministic offline demo data: small text-classification and extractive-QA tasks with
+adversarial variants.
 
 Spec (``datasets.<name>`` with ``source: demo``)::
 
     {source: demo, generator: sentiment | entailment, seed: 0, n_train: 400 (entailment: 500),
      n_validation: 100, n_test: 200, perturbations: [typo, synonym, distractor],
      label_noise: 0.05}
+    {source: demo, generator: qa, seed: 0, n_train: 400, n_validation: 64, n_test: 160,
+     adversaries: [addsent, addany]}          # known: addsent, addany, addonesent
+
+Classification (``sentiment``, ``entailment``):
 
 * ``sentiment``: single sentences (column ``sentence``), SST-2-like, labels 0 negative /
   1 positive, built from templates with plain, negated and contrastive ("x , but y")
@@ -31,6 +36,35 @@ Only ``label_noise`` (a fraction of train labels flipped, default 0.05) and the 
 templates keep the clean task from being trivially solvable. Pure Python + numpy
 ``random.Generator``: the same spec gives the same rows (and byte-identical Parquet files).
 Validation and test sentences never repeat a train sentence.
+
+Extractive QA (``qa``), SQuAD-like. Every split has the normalised QA layout ``id`` (str),
+``title`` (str), ``context`` (str), ``question`` (str), ``answer_text`` (list of 1-3 gold
+answers: the entity, and e.g. with its article, "in" + year, number + noun, or the surname),
+``answer_start`` (their character offsets: ``context[s:s + len(t)] == t``) and ``idx`` (0..n-1);
+no ``label``. A context (3-5 sentences, 40-70 words) is about one fictional person, organisation
+or town (its ``title``) and states one fact per sentence (birth, move, marriage, founding,
+books, prize, death; founder, seat, staff, director, award; river, founding, population,
+festival, mayor), so facts of the same answer type (several years, towns, people) sit side by
+side; later sentences refer to the topic by surname or pronoun. Questions ask for one slot of
+one fact, mostly paraphrased (synonyms, reordering: "relocate" for "moved", "birthplace",
+"headquartered"); 1-2 questions per context. Ids ``dq000000``, ... run on across ``train``,
+``validation`` and ``test``; validation and test contexts never repeat a train context.
+
+Adversarial splits, one per listed adversary and named after it, hold like Jia and Liang's
+(2017) release the original test questions and, after each, its variants (id
+``<original id>-<adversary><k>``; context = original context + " " + one distractor sentence;
+same question, answers and offsets):
+
+* ``addsent`` (``variants`` per question, default 2): the question rewritten as a statement in its own words, every
+  entity in it swapped for a nearby one (one part of a two-part name changed, a close year,
+  another town) and the answer slot filled with a fake answer of the same type;
+* ``addany`` (``variants`` per question): an ungrammatical shuffle of question words and common words
+  around a fake answer of the answer's type;
+* ``addonesent`` (1 per question): one of the ``addsent`` candidates picked at random.
+
+A distractor never contains a gold answer (case-insensitive); its fake answer and the name
+parts, years and towns swapped in are new to the context. Each split and each adversary draws
+from its own random stream, so listing more adversaries does not change the others.
 """
 
 from __future__ import annotations
@@ -54,6 +88,8 @@ QA_DEFAULTS: dict[str, Any] = {
     "n_validation": 64,
     "n_test": 160,
     "adversaries": ["addsent", "addany"],
+    "variants": 2,  # adversarial variants per test question (addsent, addany; addonesent has one)
+    "sentences": [3, 5],  # sentences per context (min, max)
 }
 #: column order of a qa split (the normalised extractive-QA layout)
 QA_COLUMNS = ("id", "title", "context", "question", "answer_text", "answer_start", "idx")
@@ -130,6 +166,15 @@ def _resolve_qa_spec(spec: dict) -> dict:
     if len(set(a)) != len(a):
         raise ConfigError(f"adversaries: listed twice in {list(a)!r}")
     out["adversaries"] = list(a)
+    v = out["variants"]
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= 5:
+        raise ConfigError(f"variants: expected an integer from 1 to 5, got {v!r}")
+    out["variants"] = int(v)
+    sn = out["sentences"]
+    if (not isinstance(sn, (list, tuple)) or len(sn) != 2 or any(isinstance(x, bool) or not isinstance(x, int) for x in sn)
+            or not 2 <= sn[0] <= sn[1] <= 5):
+        raise ConfigError(f"sentences: expected [min, max] with 2 <= min <= max <= 5, got {sn!r}")
+    out["sentences"] = [int(sn[0]), int(sn[1])]
     return out
 
 
@@ -748,9 +793,16 @@ _ASKABLE = {fact: [slot for (f, slot) in _QUESTIONS if f == fact] for fact in _F
 _COMMON = ["the", "of", "and", "in", "was", "a", "to", "for", "with", "on", "that", "by", "from",
            "as", "at", "it", "also", "new", "first", "after", "year", "city", "people", "one",
            "its", "their", "not", "more", "when", "which", "who", "many", "time", "two", "old"]
-_ADV_VARIANTS = {"addsent": 2, "addany": 2, "addonesent": 1}
 _QA_STREAMS = {"train": 1, "validation": 2, "test": 3, "addsent": 11, "addany": 12, "addonesent": 13}
-_QA_WORDS = (40, 70)  # context length in words
+_QA_WORDS = (40, 70)  # context length in words (default 3-5 sentences)
+_QA_SENTENCES = (3, 5)
+
+
+def _qa_words(sentences: tuple[int, int]) -> tuple[int, int]:
+    """Accepted context length in words for a range of sentences per context."""
+    if tuple(sentences) == _QA_SENTENCES:
+        return _QA_WORDS
+    return 8 * sentences[0], 16 * sentences[1]
 _FMT = string.Formatter()
 
 
@@ -771,7 +823,7 @@ def _render(template: str, vals: dict) -> tuple[str, dict[str, int]]:
 
 
 def _toks(text: str) -> set[str]:
-    return {w.strip(".,?'s").lower() for w in text.replace("'s", "").split()} - {""}
+    return {w.strip(".,?").lower() for w in text.replace("'s", "").split()} - {""}
 
 
 def _fmt_number(n: int) -> str:
@@ -961,13 +1013,16 @@ def _refs(rng: np.random.Generator, topic: str, w: dict[str, str]) -> dict[str, 
     return {"Ref": "The town", "ref": "the town"}
 
 
-def _qa_context(rng: np.random.Generator, topic: str):
+def _qa_context(rng: np.random.Generator, topic: str, sentences: tuple[int, int] = _QA_SENTENCES):
     """(world, avoid words, title, context, {fact: (sentence start, slot offsets)})."""
     w, used = _qa_world(rng, topic)
     openers, others = _TOPICS[topic]
     first = _pick(rng, openers)
     rest = [f for f in others if f != first]
-    k = min(len(rest), int(rng.choice([2, 3, 4], p=[0.2, 0.4, 0.4])))
+    if tuple(sentences) == _QA_SENTENCES:
+        k = min(len(rest), int(rng.choice([2, 3, 4], p=[0.2, 0.4, 0.4])))
+    else:  # facts after the opener: uniform over the configured range
+        k = min(len(rest), int(rng.integers(sentences[0] - 1, sentences[1])))
     chosen = sorted(rng.choice(len(rest), size=k, replace=False).tolist())
     facts = [first] + [rest[j] for j in chosen]
     sentences, where, pos = [], {}, 0
@@ -985,14 +1040,16 @@ def _qa_context(rng: np.random.Generator, topic: str):
     return w, used, w["title"], " ".join(sentences), where
 
 
-def _qa_examples(rng: np.random.Generator, n: int, seen: set[str]) -> list[dict]:
+def _qa_examples(rng: np.random.Generator, n: int, seen: set[str],
+                 sentences: tuple[int, int] = _QA_SENTENCES) -> list[dict]:
     """``n`` questions over fresh contexts (1 or 2 questions per context)."""
     rows: list[dict] = []
     while len(rows) < n:
         for _ in range(1000):
             topic = _pick(rng, ["person", "person", "org", "town"])
-            w, used, title, context, where = _qa_context(rng, topic)
-            if context not in seen and _QA_WORDS[0] <= len(context.split()) <= _QA_WORDS[1]:
+            w, used, title, context, where = _qa_context(rng, topic, sentences)
+            lo, hi = _qa_words(sentences)
+            if context not in seen and lo <= len(context.split()) <= hi:
                 break
         seen.add(context)
         asks = [(fact, slot) for fact in where for slot in _ASKABLE[fact] if slot in where[fact][1]]
@@ -1086,7 +1143,7 @@ def _generate_qa(s: dict) -> dict[str, pd.DataFrame]:
     splits: dict[str, list[dict]] = {}
     next_id = 0
     for split in ("train", "validation", "test"):
-        rows = _qa_examples(rng(split), s[f"n_{split}"], seen)
+        rows = _qa_examples(rng(split), s[f"n_{split}"], seen, tuple(s["sentences"]))
         for r in rows:
             r["id"] = f"dq{next_id:06d}"
             next_id += 1
@@ -1098,10 +1155,10 @@ def _generate_qa(s: dict) -> dict[str, pd.DataFrame]:
     cand: dict[str, list[list[str]]] = {}
     if "addsent" in advs or "addonesent" in advs:
         r = rng("addsent")
-        cand["addsent"] = [_addsent(r, row, _ADV_VARIANTS["addsent"]) for row in test]
+        cand["addsent"] = [_addsent(r, row, s["variants"]) for row in test]
     if "addany" in advs:
         r = rng("addany")
-        cand["addany"] = [_addany(r, row, _ADV_VARIANTS["addany"]) for row in test]
+        cand["addany"] = [_addany(r, row, s["variants"]) for row in test]
     if "addonesent" in advs:
         r = rng("addonesent")
         cand["addonesent"] = [[_pick(r, c)] if c else [] for c in cand["addsent"]]
