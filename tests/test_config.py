@@ -23,9 +23,74 @@ def test_shipped_configs_are_valid(demo_config, paper_config):
 
 def test_paper_config_plans_the_full_study(paper_config):
     runs = cfg.runs(validate(paper_config))
-    assert len(runs) == 2 * 6 * 5 * 5
+    assert len(runs) == (2 * 6 * 5 + 2 * 8 + 5) * 5  # Tables 3, 4 and 5
     assert {r.seed for r in runs} == {0, 42, 421, 520, 1228}
-    assert {r.method for r in runs} == {"fft", "lora", "adalora", "prefix", "ia3", "bitfit"}
+    assert {r.method for r in runs} == {"fft", "lora", "lora-r16", "lora-r32", "adalora", "prefix", "ia3", "bitfit"}
+    assert {r.model for r in runs if r.task == "squad-1k"} == {"opt-13b"}
+
+
+def test_absent_optional_sets_are_skipped_and_flagged(paper_config):
+    """The user-supplied adversarial SQuAD files are not in the checkout: their eval sets are
+    skipped (no download, no tokenisation) and reported with the reason."""
+    c = validate(paper_config)
+    assert list(cfg.available_eval_sets(c, "squad", REPO)) == ["origin"]
+    skipped = cfg.skipped_eval_sets(c, REPO)
+    assert set(skipped["squad"]) == {"addsent", "addany", "addanyextend", "addansctx", "addnegans"}
+    assert "adversarial_squad/addany.json" in skipped["squad"]["addany"]
+    assert "sst2" not in skipped
+
+
+def test_present_optional_set_is_used(demo_config, tmp_path):
+    import json
+
+    f = tmp_path / "aa.json"
+    f.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "A b.", "qas": [
+        {"id": "x", "question": "q?", "answers": [{"text": "A", "answer_start": 0}]}]}]}]}))
+    demo_config["datasets"]["demo_qa_addansctx"]["files"]["test"] = str(f)
+    c = validate(demo_config)
+    assert "addansctx" in cfg.available_eval_sets(c, "demo-squad", REPO)
+    assert "addansctx" not in cfg.skipped_eval_sets(c, REPO).get("demo-squad", {})
+
+
+def test_optional_dataset_cannot_train(demo_config):
+    demo_config["tasks"]["demo-squad"]["train"] = {"dataset": "demo_qa_addnegans", "split": "test"}
+    with pytest.raises(ConfigError, match=r"tasks\.demo-squad\.train\.dataset.*optional"):
+        validate(demo_config)
+
+
+def test_study_seeds_override(demo_config):
+    c = validate(demo_config)
+    assert {r.seed for r in cfg.runs(c) if r.task == "demo-squad"} == {0, 42}
+    assert {r.seed for r in cfg.runs(c) if r.task == "demo-rte"} == {0, 42, 421, 520, 1228}
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("stride", 40, r"tasks\.demo-squad\.stride"),
+    ("max_answer_length", 0, r"tasks\.demo-squad\.max_answer_length"),
+    ("kind", "ranking", r"tasks\.demo-squad\.kind"),
+])
+def test_qa_task_errors(demo_config, key, value, match):
+    demo_config["tasks"]["demo-squad"][key] = value
+    with pytest.raises(ConfigError, match=match):
+        validate(demo_config)
+
+
+def test_qa_original_id_must_be_a_regex(demo_config):
+    demo_config["tasks"]["demo-squad"]["eval_sets"]["addsent"]["original_id"] = "(["
+    with pytest.raises(ConfigError, match=r"eval_sets\.addsent\.original_id"):
+        validate(demo_config)
+
+
+def test_classification_needs_its_keys(demo_config):
+    del demo_config["tasks"]["demo-rte"]["num_labels"]
+    with pytest.raises(ConfigError, match="num_labels"):
+        validate(demo_config)
+
+
+def test_prefix_must_fit_the_qa_window(paper_config):
+    paper_config["tasks"]["squad"]["max_length"] = 500  # + 20 virtual tokens > 512 positions
+    with pytest.raises(ConfigError, match=r"methods\.prefix.*tasks\.squad\.max_length.*roberta"):
+        validate(paper_config)
 
 
 def test_hyperparameters_resolve_in_order(paper_config):

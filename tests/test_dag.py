@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, planned_jobs, run_snakemake
 
 
@@ -16,12 +18,18 @@ def test_slurm_profile_plans_the_full_paper_study():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
-    assert jobs["train"] == 2 * 6 * 5 * 5
-    assert jobs["evaluate"] == 2 * 6 * 5 * 5
-    assert jobs["download"] == 11  # 5 GLUE tasks + 6 AdvGLUE sets
-    assert jobs["fetch_model"] == 2
-    assert jobs["tokenize"] == 2 * 5
-    assert jobs["table"] == jobs["figure"] == jobs["aggregate"] == 1
+    # Table 3: 2 models x 6 methods x 5 tasks; Table 4: 2 models x 8 methods (LoRA ranks 8, 16,
+    # 32); Table 5: OPT-13B x 5 methods; 5 seeds each.
+    assert jobs["train"] == (2 * 6 * 5 + 2 * 8 + 1 * 5) * 5
+    assert jobs["evaluate"] == jobs["train"]
+    # 5 GLUE tasks + 6 AdvGLUE sets + SQuAD; the adversarial SQuAD files are not in this
+    # checkout (optional, user-supplied): skipped and flagged, not downloaded.
+    assert jobs["download"] == 12
+    assert jobs["fetch_model"] == 3
+    assert jobs["tokenize"] == 2 * 5 + 2 + 1
+    # GLUE/AdvGLUE eval sets (12 per RoBERTa model) + SQuAD dev for 3 model x task pairs
+    assert jobs["tokenize_eval"] == 2 * 12 + 3
+    assert jobs["table"] == jobs["figure"] == 3 and jobs["aggregate"] == 1
 
 
 def test_training_jobs_ask_for_gpus_and_scale_with_model(tmp_path):
@@ -59,6 +67,50 @@ def test_missing_dataset_file_is_named(tmp_path, demo_config):
     result = run_snakemake(tmp_path, "all", "-n", config=demo_config, profile=None)
     assert result.returncode != 0
     assert "missing/train.tsv" in result.stderr and "Traceback" not in result.stderr
+
+
+def _squad_file(path, answer_start=0):
+    import json
+
+    context = "Paris is the capital of France."
+    path.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"context": context, "qas": [
+        {"id": "q-ok", "question": "What is the capital?", "answers": [{"text": "Paris", "answer_start": 0}]},
+        {"id": "q-bad-start", "question": "Which country?", "answers": [{"text": "France", "answer_start": answer_start}]},
+    ]}]}]}))
+    return path
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["in-process", "warm-worker"])
+def test_malformed_squad_file_names_file_and_question(tmp_path, demo_config, local):
+    """A SQuAD file whose answer_start does not match its text stops the download job with
+    one message naming the file and the question id, and keeps earlier results."""
+    bad = _squad_file(tmp_path / "bad.json", answer_start=3)
+    earlier = tmp_path / "results" / "metrics.csv"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("kept\n")
+    demo_config["datasets"]["user_set"] = {"source": "local", "format": "squad", "files": {"test": str(bad)}}
+    demo_config["execution"] = {"warm_worker": not local}
+    result = run_snakemake(tmp_path, "data/raw/user_set/manifest.json", "--cores", "1", config=demo_config,
+                           profile=None)
+    assert result.returncode != 0
+    err = result.stderr
+    assert "Input error" in err and str(bad) in err and "q-bad-start" in err
+    assert "Traceback" not in err.split("Input error", 1)[1].split("\n", 1)[0]
+    assert earlier.read_text() == "kept\n"
+
+
+def test_checksum_mismatch_shows_both_hashes(tmp_path, demo_config):
+    from lwob.io import sha256_file
+
+    good = _squad_file(tmp_path / "set.json", answer_start=24)
+    wrong = "0" * 64
+    demo_config["datasets"]["user_set"] = {"source": "local", "format": "squad", "optional": True,
+                                           "files": {"test": str(good)}, "sha256": {"test": wrong}}
+    result = run_snakemake(tmp_path, "data/raw/user_set/manifest.json", "--cores", "1", config=demo_config,
+                           profile=None)
+    assert result.returncode != 0
+    assert "checksum mismatch" in result.stderr
+    assert wrong in result.stderr and sha256_file(good) in result.stderr
 
 
 def test_lint_is_clean():

@@ -39,6 +39,17 @@ def _redirect(log_path: Path | None):
             sys.stdout, sys.stderr = old_out, old_err
 
 
+def _input_error(message: str, log_path: Path | None) -> None:
+    """Bad input found while the job ran (a malformed file, a checksum mismatch): one clear
+    message on the terminal and in the log, no traceback; the job fails, earlier results stay."""
+    text = f"Input error: {message}\n"
+    if log_path is not None:
+        with open(log_path, "a") as log:
+            log.write(text)
+    sys.stderr.write(text)
+    raise SystemExit(1)
+
+
 def use_warm_worker(config: dict) -> bool:
     """The config's `execution.warm_worker`, unless LWOB_WARM_WORKER=0 turns it off."""
     if os.environ.get("LWOB_WARM_WORKER") == "0":
@@ -57,15 +68,25 @@ def run_job(snakemake, target: str, *, offline: bool = True, **kwargs) -> None:
         log_path.write_text(
             f"job {snakemake.rule} {dict(snakemake.wildcards)} ({'warm worker' if warm else 'own process'})\n"
         )
-    if warm:
-        from .warm import call
+    from .errors import ConfigError, DataError
+    from .warm import JobFailed
 
-        call(target, kwargs, log_path)
-    else:
-        from .warm import resolve
+    try:
+        if warm:
+            from .warm import call
 
-        with _redirect(log_path):
-            resolve(target)(**kwargs)
+            call(target, kwargs, log_path)
+        else:
+            from .warm import resolve
+
+            with _redirect(log_path):
+                resolve(target)(**kwargs)
+    except (ConfigError, DataError) as e:
+        _input_error(str(e), log_path)
+    except JobFailed as e:
+        if not e.input_error:
+            raise
+        _input_error(str(e), log_path)
     if log_path is not None:
         with open(log_path, "a") as log:
             log.write(f"done in {time.time() - start:.1f} s\n")

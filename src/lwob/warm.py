@@ -46,7 +46,9 @@ PRELOAD = (
 
 
 class JobFailed(RuntimeError):
-    pass
+    def __init__(self, message: str, input_error: bool = False):
+        super().__init__(message)
+        self.input_error = input_error  # bad user input (ConfigError/DataError): report without traceback
 
 
 def _send(conn: socket.socket, obj) -> None:
@@ -109,7 +111,7 @@ def call(target: str, kwargs: dict, log_path: str | os.PathLike | None) -> None:
     if reply is None:
         raise JobFailed(f"the warm worker's child died while running {target} (killed or out of memory?)")
     if not reply["ok"]:
-        raise JobFailed(reply["error"])
+        raise JobFailed(reply["error"], input_error=bool(reply.get("input_error")))
 
 
 def _connect(path: Path, timeout: float = 120.0) -> socket.socket:
@@ -218,7 +220,11 @@ def _child(conn: socket.socket) -> int:
             _send(conn, {"ok": True})
         except BaseException as e:
             traceback.print_exc()
-            _send(conn, {"ok": False, "error": f"{type(e).__name__}: {e}"})
+            from .errors import ConfigError, DataError
+
+            bad_input = isinstance(e, (ConfigError, DataError))
+            _send(conn, {"ok": False, "error": str(e) if bad_input else f"{type(e).__name__}: {e}",
+                         "input_error": bad_input})
         sys.stdout.flush()
         sys.stderr.flush()
         return 0
