@@ -52,16 +52,20 @@ def write_records(root, models=MODELS, methods=METHODS, seeds=SEEDS, skip=()):
                         "hyperparameters": {"lr": 1e-3, "batch_size": 32, "epochs": 2, "warmup_ratio": 0.06},
                         "params": {"trainable": 10, "total": 1000, "base_total": 990, "head": 10,
                                    "trainable_pct": 1.0},
-                        "epochs": [{"epoch": 1, "val_accuracy": 0.7, "train_loss": 0.5},
-                                   {"epoch": 2, "val_accuracy": 0.8, "train_loss": 0.4}],
-                        "best_epoch": 2, "best_val_accuracy": 0.8, "wall_time_s": 12.5,
+                        "task_kind": "classification", "train_examples": 400, "train_rows": 400,
+                        "epochs": [{"epoch": 1, "val_score": 0.7, "val_metrics": {"accuracy": 0.7, "n": 50},
+                                    "train_loss": 0.5},
+                                   {"epoch": 2, "val_score": 0.8, "val_metrics": {"accuracy": 0.8, "n": 50},
+                                    "train_loss": 0.4}],
+                        "best_epoch": 2, "val_metric": "accuracy", "best_val_score": 0.8, "wall_time_s": 12.5,
                         "train_samples_per_s": 40.0, "peak_host_mem_mb": 900.0, "peak_gpu_mem_mb": None,
                         "device": "cpu",
                         "provenance": {"packages": {"torch": "2.13.0", "transformers": "5.23.0", "peft": "0.21.2"},
                                        "git": {"commit": "abc123", "dirty": False}, "python": "3.11.9"},
                     }
                     if (m, t, x, s) == ("my_model", "sst2", "fft", 2):  # an older record: keys missing
-                        for key in ("provenance", "peak_gpu_mem_mb", "params", "hyperparameters"):
+                        for key in ("provenance", "peak_gpu_mem_mb", "params", "hyperparameters", "task_kind",
+                                    "train_rows"):
                             rec.pop(key)
                     tr.write_text(json.dumps(rec))
                     evals.append(ev)
@@ -123,17 +127,57 @@ def test_runs_table_flattens_and_tolerates_missing_keys(tmp_path):
     evals, trains = write_records(tmp_path)
     _, _, runs = collect(evals, trains)
     assert len(runs) == 2 * 2 * 3 * 3
-    for col in ["model", "task", "method", "seed", "method_type", "trainable_params", "total_params",
-                "trainable_pct", "best_epoch", "best_val_accuracy", "wall_time_s", "train_samples_per_s",
+    for col in ["model", "task", "method", "seed", "task_kind", "method_type", "trainable_params", "total_params",
+                "trainable_pct", "best_epoch", "val_metric", "best_val_score", "train_examples", "train_rows",
+                "wall_time_s", "train_samples_per_s",
                 "peak_host_mem_mb", "peak_gpu_mem_mb", "device", "lr", "batch_size", "epochs", "warmup_ratio",
                 "git_commit", "git_dirty", "torch_version", "transformers_version", "peft_version"]:
         assert col in runs.columns, col
     r = runs[(runs.model == "rb") & (runs.task == "mnli") & (runs.method == "lora") & (runs.seed == 1)].iloc[0]
     assert r["trainable_params"] == 10 and r["lr"] == 1e-3 and r["git_commit"] == "abc123"
     assert r["torch_version"] == "2.13.0" and r["epochs_run"] == 2
+    assert r["val_metric"] == "accuracy" and r["best_val_score"] == 0.8 and r["task_kind"] == "classification"
+    assert r["train_rows"] == 400
+    assert list(runs.columns[:6]) == ["model", "task", "method", "seed", "task_kind", "method_type"]
     assert json.loads(r["method_options"]) == {"r": 8}
     old = runs[(runs.model == "my_model") & (runs.task == "sst2") & (runs.method == "fft") & (runs.seed == 2)]
     assert len(old) == 1 and pd.isna(old.iloc[0]["git_commit"]) and pd.isna(old.iloc[0]["lr"])
+    assert pd.isna(old.iloc[0]["task_kind"]) and pd.isna(old.iloc[0]["train_rows"])
+
+
+QA_RECORD = {
+    "model": "rb", "task": "squad", "method": "lora", "seed": 0,
+    "metrics": {
+        "origin": {"em": 0.8, "f1": 0.85, "n": 120, "kind": "origin", "column": "Origin"},
+        "addsent": {"em": 0.4, "f1": 0.5, "n": 200, "orig_em": 0.79, "orig_f1": 0.84, "n_orig": 100,
+                    "adv_em": 0.35, "adv_f1": 0.45, "n_groups": 100, "kind": "adv", "column": "AS"},
+        "empty": {"em": None, "f1": None, "n": 0, "kind": "adv", "column": "X"},
+    },
+}
+
+
+def test_qa_metrics_counts_are_not_metrics(tmp_path):
+    """QA records: n/n_orig/n_groups are counts; each metric's n is the count it is over."""
+    ev = tmp_path / "qa.json"
+    ev.write_text(json.dumps(QA_RECORD))
+    tr = tmp_path / "train.json"
+    tr.write_text(json.dumps({"model": "rb", "task": "squad", "method": "lora", "seed": 0, "task_kind": "extractive_qa",
+                              "val_metric": "f1", "best_val_score": 0.83, "best_epoch": 1, "train_examples": 40,
+                              "train_rows": 57}))
+    metrics, summary, runs = collect([ev], [tr])
+    got = {(r.eval_set, r.metric): (r.value, r.n) for r in metrics.itertuples()}
+    assert set(metrics["metric"]) == {"em", "f1", "orig_em", "orig_f1", "adv_em", "adv_f1"}
+    assert got[("origin", "em")] == (0.8, 120) and got[("origin", "f1")] == (0.85, 120)
+    assert got[("addsent", "em")] == (0.4, 200) and got[("addsent", "f1")] == (0.5, 200)
+    assert got[("addsent", "orig_em")] == (0.79, 100) and got[("addsent", "orig_f1")] == (0.84, 100)
+    assert got[("addsent", "adv_em")] == (0.35, 100) and got[("addsent", "adv_f1")] == (0.45, 100)
+    assert math.isnan(got[("empty", "em")][0]) and got[("empty", "em")][1] == 0
+    assert len(metrics) == 2 + 6 + 2
+    assert set(metrics[metrics.eval_set == "addsent"]["column"]) == {"AS"}
+    assert len(summary) == len(metrics) and (summary["n"] == 1).all()
+    r = runs.iloc[0]
+    assert r["task_kind"] == "extractive_qa" and r["val_metric"] == "f1" and r["best_val_score"] == 0.83
+    assert r["train_rows"] == 57 and r["train_examples"] == 40
 
 
 def test_write_all_roundtrip_and_deterministic(tmp_path):

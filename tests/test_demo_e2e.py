@@ -46,6 +46,12 @@ def demo(tmp_path_factory) -> Path:
     return work
 
 
+def demo_runs(config: dict) -> list:
+    from lwob import config as cfg
+
+    return cfg.runs(config)
+
+
 def test_demo_outputs(demo):
     cfg = yaml.safe_load((demo / "config/demo.yaml").read_text())
     tex = (demo / "results/tables/table3.tex").read_text()
@@ -61,12 +67,40 @@ def test_demo_outputs(demo):
     assert mean["adv"] < mean["origin"] - 0.02, mean
     assert mean["origin"] > 0.7, mean
     runs = pd.read_csv(demo / "results/runs.csv")
-    assert len(runs) == 6 * 2 * 5
+    assert len(runs) == len(demo_runs(cfg)) == 6 * 2 * 5 + (8 + 5) * 2
     assert (runs.filter(like="trainable").iloc[:, 0] > 0).all()
-    for ext in ["pdf", "png"]:
-        assert (demo / f"results/figures/table3.{ext}").stat().st_size > 1000
+    for study in ["table3", "table4", "table5"]:
+        for ext in ["pdf", "png"]:
+            assert (demo / f"results/figures/{study}.{ext}").stat().st_size > 1000
     html = (demo / "results/report.html").read_text(errors="replace")
-    assert "table3" in html and len(html) > 10000
+    assert all(s in html for s in ["table3", "table4", "table5"]) and len(html) > 10000
+
+
+def test_demo_qa_tables(demo):
+    """Tables 4 and 5 from real QA training: EM/F1 per adversarial set, the unsupplied sets
+    flagged, and a real adversarial drop (the Jia-Liang worst case below the originals)."""
+    for study, rows in [("table4", ["FFT", "LoRA", "LoRA (r=16)", "LoRA (r=32)", "AdaLoRA", "Prefix", "IA3", "BitFit"]),
+                        ("table5", ["FFT", "LoRA", "AdaLoRA", "Prefix", "IA3"])]:
+        tex = (demo / f"results/tables/{study}.tex").read_text()
+        assert "EM & F1" in tex and "{AS}" in tex and "{AA}" in tex and "{Origin}" in tex
+        assert "n/s" in tex and "not supplied" in tex
+        for row in rows:
+            assert f"({row})" in tex, (study, row)
+        csv = pd.read_csv(demo / f"results/tables/{study}.csv")
+        supplied = csv[csv.skipped.isna()]
+        assert supplied["mean"].notna().all() and (supplied["n"] == 2).all()
+        assert set(csv[csv.skipped.notna()]["column"]) == {"AAE", "AAC", "ANA"}
+    summary = pd.read_csv(demo / "results/summary.csv")
+    qa = summary[summary.task == "demo-squad"].set_index(["model", "method", "eval_set", "metric"])["mean"]
+    assert qa.loc[("minilm", "fft", "origin", "f1")] > 0.4
+    for model in ["minilm", "minilm-causal"]:
+        for method in ["fft", "lora"]:
+            for es in ["addsent", "addany"]:
+                assert qa.loc[(model, method, es, "adv_f1")] <= qa.loc[(model, method, es, "orig_f1")]
+    # AddSent-like distractors bite: on average over methods a clear drop.
+    adv = summary[(summary.task == "demo-squad") & (summary.eval_set == "addsent")].pivot_table(
+        index=["model", "method"], columns="metric", values="mean")
+    assert (adv["orig_f1"] - adv["adv_f1"]).mean() > 0.1, adv
 
 
 def test_nothing_to_do_after_a_complete_run(demo):
@@ -83,7 +117,8 @@ def test_learning_rate_change_reruns_only_that_method(demo):
     result = snakemake(demo, "all", "-n", "--profile", "profiles/local", "--configfile", str(changed))
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
-    n_lora = len(config["seeds"]) * len(config["tasks"])
+    n_lora = sum(r.method == "lora" for r in demo_runs(config))
+    assert n_lora == 5 * 2 + 2 * 2  # Table 3 (5 seeds x 2 tasks); Tables 4 and 5 (2 seeds each)
     assert jobs.get("train") == n_lora and jobs.get("evaluate") == n_lora, jobs
     assert "tokenize" not in jobs and "download" not in jobs
     out = result.stdout + result.stderr
@@ -96,4 +131,29 @@ def test_template_edit_reruns_only_tables(demo):
     template.write_text(template.read_text() + "\n")
     result = snakemake(demo, "all", "-n", *DEMO)
     assert result.returncode == 0
-    assert planned_jobs(result) == {"table": 1, "all": 1}
+    assert planned_jobs(result) == {"table": 3, "all": 1}
+
+
+def test_supplying_an_optional_set_evaluates_without_retraining(demo):
+    """A user-supplied adversarial file appears: it is downloaded, tokenised and evaluated,
+    the QA tables and figures are redrawn, and nothing is retrained."""
+    import json
+
+    frame = pd.read_parquet(demo / "data/raw/demo_qa/addsent.parquet")
+    data = {"data": [{"title": "demo", "paragraphs": [
+        {"context": r.context, "qas": [{"id": r.id, "question": r.question, "answers": [
+            {"text": t, "answer_start": int(s)} for t, s in zip(r.answer_text, r.answer_start)]}]}
+        for r in frame.itertuples()]}]}
+    supplied = demo / "data/external/demo/addansctx.json"
+    supplied.parent.mkdir(parents=True, exist_ok=True)
+    supplied.write_text(json.dumps(data))
+    try:
+        result = snakemake(demo, "all", "-n", *DEMO)
+    finally:
+        supplied.unlink()
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    assert "train" not in jobs and "tokenize" not in jobs, jobs
+    assert jobs["download"] == 1 and jobs["tokenize_eval"] == 2  # minilm and minilm-causal
+    assert jobs["evaluate"] == (8 + 5) * 2  # every QA run, none of the classification runs
+    assert jobs["table"] == 2 and jobs["figure"] == 2  # Tables 4 and 5

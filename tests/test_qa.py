@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lwob import qa
 from lwob.qa import (
     DEFAULT_ORIGINAL_ID,
     build_features,
@@ -216,6 +217,25 @@ def test_windows_bad_input(bert_tok):
 
     with pytest.raises(ValueError, match="SlowTokenizer"):
         build_features(SlowTokenizer(), ["q"], ["c"], max_length=32, stride=8)
+
+
+@pytest.mark.parametrize("tok", ["bert_tok", "bpe_tok"])
+def test_question_too_long_for_the_window(tok, request):
+    """A question that leaves no more context than the stride is refused by name (the
+    tokenizer itself would panic in Rust), and one token less fits."""
+    t = request.getfixturevalue(tok)
+    special = t.num_special_tokens_to_add(pair=True)
+    limit = 48 - special - 16 - 1
+    words = " ".join(["alpha"] * 200)
+    ids = t(words, add_special_tokens=False)["input_ids"]
+    at = lambda n: t.decode(ids[:n]).strip()  # noqa: E731 - a question of about n tokens
+    long_q = next(at(n) for n in range(limit, limit + 8) if len(t(at(n), add_special_tokens=False)["input_ids"]) > limit)
+    with pytest.raises(qa.QuestionTooLong) as err:
+        qa.build_features(t, ["short?", long_q], ["beta " * 80] * 2, max_length=48, stride=16)
+    assert err.value.example == 1 and err.value.limit == limit
+    ok_q = next(at(n) for n in range(limit, 0, -1) if len(t(at(n), add_special_tokens=False)["input_ids"]) <= limit)
+    feats = qa.build_features(t, [ok_q], ["beta " * 80], max_length=48, stride=16)
+    assert len(feats["input_ids"]) > 1 and all(len(x) <= 48 for x in feats["input_ids"])
 
 
 def test_windows_bpe_without_cls(bpe_tok):

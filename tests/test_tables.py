@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lwob.aggregate import collect
-from lwob.tables import latex_escape, robustness_table
+from lwob.tables import latex_escape, study_table
 
 from conftest import SYNTHETIC_TASKS
 
@@ -55,7 +55,7 @@ def summary_for(tmp_path, seeds=SEEDS, skip=()):
 
 
 def render(tmp_path, summary, **kw):
-    return robustness_table(summary, STUDY, TASKS, MODELS_CFG, METHODS_CFG, TEMPLATE,
+    return study_table(summary, STUDY, TASKS, MODELS_CFG, METHODS_CFG, TEMPLATE,
                             tmp_path / "table3.tex", tmp_path / "table3.csv", **kw)
 
 
@@ -96,6 +96,24 @@ def test_csv_twin_values(tmp_path):
     best = df[(df.model == "rb") & (df.column == "sst2") & (df.split == "adv") & df.best]
     assert list(best["method"]) == ["fft"]
     assert df[["paper_mean", "diff"]].isna().all().all()
+    assert list(df.columns) == ["study", "model", "method", "row_label", "column", "column_display", "split",
+                                "metric", "task", "eval_set", "mean", "std", "n", "cell", "best", "missing",
+                                "skipped", "paper_mean", "paper_std", "diff"]
+    assert (df["metric"] == "accuracy").all() and df["skipped"].isna().all()
+    assert (df["study"] == "table3").all()
+    plain = df[df.column != "average"]
+    assert set(zip(plain.column, plain.split, plain.task, plain.eval_set)) == {
+        ("sst2", "origin", "sst2", "origin"), ("sst2", "adv", "sst2", "adv"), ("mnli", "origin", "mnli", "origin"),
+        ("mnli", "adv", "mnli", "adv"), ("mnli-mm", "origin", "mnli", "origin-mm"), ("mnli-mm", "adv", "mnli", "adv-mm")}
+    assert df[df.column == "average"][["task", "eval_set"]].isna().all().all()
+
+
+def test_explicit_layout_is_the_default(tmp_path):
+    summary = summary_for(tmp_path)
+    default, _ = render(tmp_path, summary)
+    explicit, _ = study_table(summary, {**STUDY, "layout": "robustness_table"}, TASKS, MODELS_CFG, METHODS_CFG,
+                              TEMPLATE, tmp_path / "table3.tex", tmp_path / "table3.csv")
+    assert explicit == default
 
 
 def test_missing_runs_give_dashes(tmp_path):
@@ -128,7 +146,7 @@ def test_reference_lookup_and_difference(tmp_path):
     study = {**STUDY, "models": ["roberta-base"], "paper_table": "table3", "label": "tab:mine",
              "caption": "Our numbers & the paper's"}
     reference = pd.read_csv(REFERENCE)
-    latex, df = robustness_table(summary, study, TASKS, {"roberta-base": {"display": "RoBERTa-base"}},
+    latex, df = study_table(summary, study, TASKS, {"roberta-base": {"display": "RoBERTa-base"}},
                                  METHODS_CFG, TEMPLATE, tmp_path / "t.tex", tmp_path / "t.csv", reference=reference)
     assert r"\label{tab:mine}" in latex and r"\caption{Our numbers \& the paper's}" in latex
     r = df[(df.method == "fft") & (df.column == "sst2") & (df.split == "origin")].iloc[0]
@@ -139,10 +157,115 @@ def test_reference_lookup_and_difference(tmp_path):
     assert df[df.method == "bit_fit"]["paper_mean"].isna().all()  # not a method name of the paper
 
 
+def test_reference_matches_through_aliases(tmp_path):
+    """Our names differ from the paper's: the model's and method's `aliases` find its numbers."""
+    summary = summary_for(tmp_path)
+    study = {**STUDY, "models": ["rb"], "paper_table": "table3"}
+    models = {"rb": {"display": "RoBERTa-base", "aliases": ["roberta-base"]}}
+    methods = {**METHODS_CFG, "bit_fit": {"type": "bitfit", "aliases": ["bitfit"]}}
+    _, df = study_table(summary, study, TASKS, models, methods, TEMPLATE, tmp_path / "t.tex", tmp_path / "t.csv",
+                        reference=pd.read_csv(REFERENCE))
+    r = df[(df.method == "bit_fit") & (df.column == "sst2") & (df.split == "adv")].iloc[0]
+    assert r["paper_mean"] == pytest.approx(19.59) and r["paper_std"] == pytest.approx(1.9)
+    assert r["diff"] == pytest.approx(100 * base("rb", "bit_fit", "adv", "sst2") - 19.59)
+    r = df[(df.method == "lora") & (df.column == "sst2") & (df.split == "origin")].iloc[0]
+    assert r["paper_mean"] == pytest.approx(95.1)
+    # without the aliases nothing matches
+    _, df = study_table(summary, study, TASKS, {"rb": {}}, METHODS_CFG, TEMPLATE, tmp_path / "u.tex",
+                        tmp_path / "u.csv", reference=pd.read_csv(REFERENCE))
+    assert df["paper_mean"].isna().all()
+
+
+def test_skipped_sets_read_not_supplied(tmp_path):
+    skipped = {"mnli": {"adv-mm": "optional file data/x.json absent"}}
+    summary = summary_for(tmp_path)
+    summary = summary[~((summary.task == "mnli") & (summary.eval_set == "adv-mm"))]  # never evaluated
+    latex, df = render(tmp_path, summary, skipped=skipped)
+    line = next(l for l in latex.splitlines() if l.startswith("RoBERTa-base (LoRA) & "))
+    cells = line.rstrip(" \\").split(" & ")[1:]
+    assert cells[5] == "n/s" and cells[4] == "67.00(1.00)"
+    # the Adv average is over the supplied sets only: sst2 and mnli = (61 + 66) / 2
+    assert cells[7] == "63.50(1.00)"
+    assert "n/s: set not supplied (MNLI-mm: optional files absent)" in latex
+    ns = df[df.cell == "n/s"]
+    assert len(ns) == 2 * 3 and set(ns.column) == {"mnli-mm"} and set(ns.split) == {"adv"}
+    assert (ns["skipped"] == "optional file data/x.json absent").all() and ns["missing"].all()
+    assert df[df.cell != "n/s"]["skipped"].isna().all()
+    assert "n/s" not in render(tmp_path, summary_for(tmp_path))[0]
+
+
+# --------------------------------------------------------------------------- QA layout (Tables 4/5)
+
+QA_TASKS = {"squad": {"display": "SQuAD", "kind": "extractive_qa", "eval_sets": {
+    "origin": {"kind": "origin", "column": "Origin"}, "addsent": {"kind": "adv", "column": "AS"},
+    "addany": {"kind": "adv", "column": "AA"}}}}
+QA_STUDY = {"models": ["rb"], "methods": ["fft", "lora"], "tasks": ["squad"], "layout": "qa_robustness_table",
+            "title": "QA", "paper_table": "table4"}
+QA_BASE = {"origin": {"em": 0.80, "f1": 0.88},
+           "addsent": {"em": 0.50, "f1": 0.60, "adv_em": 0.40, "adv_f1": 0.52, "orig_em": 0.79, "orig_f1": 0.87},
+           "addany": {"em": 0.70, "f1": 0.78, "adv_em": 0.62, "adv_f1": 0.70, "orig_em": 0.79, "orig_f1": 0.87}}
+
+
+def qa_summary(tmp_path, seeds=(0, 1), skip_sets=()):
+    evals = []
+    for x, shift in (("fft", 0.0), ("lora", -0.05)):
+        for s in seeds:
+            metrics = {es: {**{k: v + shift + 0.01 * s for k, v in QA_BASE[es].items()}, "n": 10,
+                            **QA_TASKS["squad"]["eval_sets"][es]}
+                       for es in QA_BASE if es not in skip_sets}
+            p = tmp_path / f"qa_{x}_{s}.json"
+            p.write_text(json.dumps({"model": "rb", "task": "squad", "method": x, "seed": s, "metrics": metrics}))
+            evals.append(p)
+    return collect(evals, [])[1]
+
+
+def _qa_render(tmp_path, summary, study=QA_STUDY, **kw):
+    return study_table(summary, study, QA_TASKS, {"rb": {"display": "RoBERTa-base", "aliases": ["roberta-base"]}},
+                       {"fft": {}, "lora": {"aliases": ["lora-r8"]}}, TEMPLATE, tmp_path / "t4.tex",
+                       tmp_path / "t4.csv", **kw)
+
+
+def test_qa_layout_columns_and_worst_case_scores(tmp_path):
+    latex, df = _qa_render(tmp_path, qa_summary(tmp_path), reference=pd.read_csv(REFERENCE))
+    for needle in [r"\multicolumn{2}{c}{AS}", r"\multicolumn{2}{c}{AA}", r"\multicolumn{2}{c}{Average}",
+                   r"\multicolumn{2}{c}{Origin}", r"\cmidrule(lr){2-3}", r"\cmidrule(lr){8-9}",
+                   "Method & EM & F1 & EM & F1 & EM & F1 & EM & F1", "EM and F1 (\\%)",
+                   "worst case over each original question"]:
+        assert needle in latex, needle
+    assert [(c, sp) for c, sp in zip(df.column, df.split)][:8] == [
+        ("AS", "em"), ("AS", "f1"), ("AA", "em"), ("AA", "f1"), ("average", "em"), ("average", "f1"),
+        ("origin", "em"), ("origin", "f1")]
+    fft = df[df.method == "fft"].set_index(["column", "split"])
+    assert fft.loc[("AS", "em"), "metric"] == "adv_em" and fft.loc[("origin", "f1"), "metric"] == "f1"
+    # seeds 0 and 1 add 0 and 0.01: mean +0.005, std 0.71 (percent)
+    assert fft.loc[("AS", "em"), "mean"] == pytest.approx(40.5)
+    assert fft.loc[("AS", "em"), "cell"] == r"40.50(0.71)"
+    assert fft.loc[("average", "f1"), "mean"] == pytest.approx((52.5 + 70.5) / 2)
+    assert fft.loc[("average", "f1"), "std"] == pytest.approx(100 * 0.01 / math.sqrt(2))
+    assert fft.loc[("origin", "em"), "mean"] == pytest.approx(80.5)
+    assert fft["best"].all() and not df[df.method == "lora"]["best"].any()
+    lora = df[df.method == "lora"].set_index(["column", "split"])
+    assert lora.loc[("AS", "em"), "paper_mean"] == pytest.approx(61.15)  # through the alias lora-r8
+    assert lora.loc[("origin", "f1"), "paper_mean"] == pytest.approx(86.97)
+    assert fft.loc[("AS", "em"), "paper_mean"] == pytest.approx(63.7)
+    assert fft.loc[("average", "em"), "paper_mean"] == pytest.approx(70.06)
+
+
+def test_qa_layout_plain_score_and_skipped_set(tmp_path):
+    study = {**QA_STUDY, "adversarial_score": "plain"}
+    latex, df = _qa_render(tmp_path, qa_summary(tmp_path, skip_sets=("addany",)), study=study,
+                           skipped={"squad": {"addany": "absent"}})
+    assert "plain score on the adversarial questions" in latex and "n/s: set not supplied (AA" in latex
+    fft = df[df.method == "fft"].set_index(["column", "split"])
+    assert fft.loc[("AS", "em"), "metric"] == "em" and fft.loc[("AS", "em"), "mean"] == pytest.approx(50.5)
+    assert fft.loc[("AA", "f1"), "cell"] == "n/s" and fft.loc[("AA", "f1"), "skipped"] == "absent"
+    assert fft.loc[("average", "em"), "mean"] == pytest.approx(50.5)  # only AS supplied
+
+
 def test_template_edit_is_used(tmp_path):
     custom = tmp_path / "custom.tex.j2"
     custom.write_text(r"\BLOCK{for b in blocks}\BLOCK{for r in b.rows}\VAR{r.label};\BLOCK{endfor}\BLOCK{endfor}" "\n")
-    latex, _ = robustness_table(summary_for(tmp_path), STUDY, TASKS, MODELS_CFG, METHODS_CFG, custom,
+    latex, _ = study_table(summary_for(tmp_path), STUDY, TASKS, MODELS_CFG, METHODS_CFG, custom,
                                 tmp_path / "x.tex", tmp_path / "x.csv")
     assert latex.startswith("RoBERTa-base (FFT);RoBERTa-base (LoRA);")
 

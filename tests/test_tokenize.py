@@ -1,4 +1,4 @@
-"""lwob.data.tokenize.prepare_task with the demo model's BERT WordPiece tokenizer."""
+"""lwob.data.tokenize.prepare_task / prepare_eval_set with the demo model's BERT WordPiece tokenizer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from lwob.data.formats import write_parquet
 from lwob.data.sources import materialize
-from lwob.data.tokenize import holdout_split, prepare_task, subsample
+from lwob.data.tokenize import holdout_split, prepare_eval_set, prepare_task, subsample
 from lwob.errors import ConfigError, DataError
 from lwob.io import read_json, sha256_file
 
@@ -39,36 +39,67 @@ def _task(ds="demo_ent", fields=("sentence1", "sentence2"), validation=None, **t
     }
 
 
+def _eval_sets(task_name, task, raw, out_dir):
+    """prepare_eval_set for every eval set of `task` into out_dir/eval/{name}.json."""
+    return {name: prepare_eval_set(task_name, task, name, raw, TOKENIZER, "minilm", out_dir / "eval" / f"{name}.json")
+            for name in task["eval_sets"]}
+
+
 def test_pair_task_parts_and_meta(raw, tmp_path):
-    meta = prepare_task("rte", _task(), raw, TOKENIZER, "minilm", tmp_path)
+    import pyarrow as pa
+
+    task = _task()
+    meta = prepare_task("rte", task, raw, TOKENIZER, "minilm", tmp_path)
     assert meta == read_json(tmp_path / "meta.json")
-    assert set(meta["parts"]) == {"train", "validation", "origin", "adv"}
+    assert set(meta["parts"]) == {"train", "validation"}
+    assert meta["kind"] == "classification"
     assert meta["pad_token_id"] == 0 and meta["max_length"] == 16 and meta["num_labels"] == 2
     assert meta["tokenizer_path"] == str(TOKENIZER) and meta["model"] == "minilm" and meta["task"] == "rte"
     assert meta["raw_manifests"] == {"demo_ent": sha256_file(raw["demo_ent"] / "manifest.json")}
     p = meta["parts"]
-    assert p["train"] == {"records": 200, "sha256": sha256_file(tmp_path / "train.parquet"), "kind": "train",
-                          "column": None, "source": {"dataset": "demo_ent", "split": "train"}}
-    assert p["adv"]["kind"] == "adv" and p["adv"]["column"] == "demo" and p["adv"]["records"] == 40
-    t = pq.read_table(tmp_path / "origin.parquet")
-    import pyarrow as pa
+    assert p["train"] == {"records": 200, "examples": 200, "sha256": sha256_file(tmp_path / "train.parquet"),
+                          "kind": "train", "source": {"dataset": "demo_ent", "split": "train"}}
+    assert p["validation"] == {"records": 40, "examples": 40,
+                               "sha256": sha256_file(tmp_path / "validation.parquet"), "kind": "validation",
+                               "source": {"dataset": "demo_ent", "split": "validation"}, "scoring": {}}
+    # Classification writes no examples table: rows are the examples.
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["meta.json", "train.parquet", "validation.parquet"]
 
-    assert t.schema.types[:2] == [pa.int64(), pa.int64()]
-    assert all(pa.types.is_list(x) and x.value_type == pa.int32() for x in t.schema.types[2:])
-    assert t.column_names == ["idx", "label", "input_ids", "token_type_ids"]
+    infos = _eval_sets("rte", task, raw, tmp_path)
+    for name, info in infos.items():
+        assert info == read_json(tmp_path / "eval" / f"{name}.json")
+        assert info["sha256"] == sha256_file(tmp_path / "eval" / f"{name}.parquet")
+        assert info["task"] == "rte" and info["eval_set"] == name and info["scoring"] == {}
+        assert info["raw_manifests"] == meta["raw_manifests"]
+    adv = infos["adv"]
+    assert adv["kind"] == "adv" and adv["column"] == "demo" and adv["records"] == adv["examples"] == 40
+    assert adv["source"] == {"dataset": "demo_ent", "split": "adv"}
+    assert infos["origin"]["kind"] == "origin" and infos["origin"]["source"] == {"dataset": "demo_ent",
+                                                                                   "split": "test"}
+    assert sorted(f.name for f in (tmp_path / "eval").iterdir()) == ["adv.json", "adv.parquet", "origin.json",
+                                                                     "origin.parquet"]
+    t = pq.read_table(tmp_path / "eval" / "origin.parquet")
+    assert t.schema.types[:3] == [pa.int64(), pa.int64(), pa.int64()]
+    assert all(pa.types.is_list(x) and x.value_type == pa.int32() for x in t.schema.types[3:])
+    assert t.column_names == ["row", "idx", "labels", "input_ids", "token_type_ids"]
     df = t.to_pandas()
+    assert df["row"].tolist() == list(range(len(df)))
     ids = df["input_ids"].tolist()
     assert all(len(x) <= 16 for x in ids) and any(len(x) == 16 for x in ids)  # truncated, unpadded
     assert all(x[0] == 101 and x[-1] == 102 and list(x).count(102) == 2 for x in ids)  # [CLS] a [SEP] b [SEP]
     assert all(len(a) == len(b) and b[-1] == 1 for a, b in zip(ids, df["token_type_ids"]))
     raw_test = pd.read_parquet(raw["demo_ent"] / "test.parquet")
-    assert df["idx"].tolist() == raw_test["idx"].tolist() and df["label"].tolist() == raw_test["label"].tolist()
+    assert df["idx"].tolist() == raw_test["idx"].tolist() and df["labels"].tolist() == raw_test["label"].tolist()
+    # the training parts have the same columns
+    assert pq.read_table(tmp_path / "train.parquet").column_names == t.column_names
 
 
 def test_deterministic(raw, tmp_path):
     a = prepare_task("rte", _task(), raw, TOKENIZER, "minilm", tmp_path / "a")
     b = prepare_task("rte", _task(), raw, TOKENIZER, "minilm", tmp_path / "b")
     assert {k: v["sha256"] for k, v in a["parts"].items()} == {k: v["sha256"] for k, v in b["parts"].items()}
+    ea, eb = _eval_sets("rte", _task(), raw, tmp_path / "a"), _eval_sets("rte", _task(), raw, tmp_path / "b")
+    assert {k: v["sha256"] for k, v in ea.items()} == {k: v["sha256"] for k, v in eb.items()}
 
 
 def test_holdout_disjoint_stratified_sizes(raw, tmp_path):
@@ -80,15 +111,16 @@ def test_holdout_disjoint_stratified_sizes(raw, tmp_path):
     counts = rawtrain["label"].value_counts()
     expected_val = sum(int(round(0.2 * n)) for n in counts)
     assert len(va) == expected_val and len(tr) == len(rawtrain) - expected_val
+    assert tr["row"].tolist() == list(range(len(tr))) and va["row"].tolist() == list(range(len(va)))
     assert not set(tr["idx"]) & set(va["idx"])
     assert set(tr["idx"]) | set(va["idx"]) == set(rawtrain["idx"])
-    assert va["label"].value_counts().to_dict() == {k: int(round(0.2 * n)) for k, n in counts.items()}
-    assert meta["parts"]["validation"]["source"] == {"dataset": "demo_sent", "split": "train"}
-    assert meta["parts"]["validation"]["records"] == expected_val
+    assert va["labels"].value_counts().to_dict() == {k: int(round(0.2 * n)) for k, n in counts.items()}
+    assert meta["parts"]["validation"]["source"] == {"dataset": "demo_sent", "split": "train", "holdout": 0.2}
+    assert meta["parts"]["validation"]["records"] == meta["parts"]["validation"]["examples"] == expected_val
     # single-sentence: [CLS] ... [SEP]; labels travel with their rows
     assert all(list(x).count(102) == 1 for x in tr["input_ids"])
     merged = tr.merge(rawtrain, on="idx", suffixes=("", "_raw"))
-    assert (merged["label"] == merged["label_raw"]).all()
+    assert (merged["labels"] == merged["label"]).all()
     # independent of anything but the data: same result again
     again = prepare_task("sst", _task("demo_sent", ["sentence"], validation={"holdout": 0.2}),
                          raw, TOKENIZER, "minilm", tmp_path / "again")
@@ -100,7 +132,7 @@ def test_max_examples_after_holdout(raw, tmp_path):
                         raw, TOKENIZER, "minilm", tmp_path / "full")
     meta = prepare_task("sst", _task("demo_sent", ["sentence"], validation={"holdout": 0.2}, max_examples=30),
                         raw, TOKENIZER, "minilm", tmp_path / "sub")
-    assert meta["parts"]["train"]["records"] == 30
+    assert meta["parts"]["train"]["records"] == meta["parts"]["train"]["examples"] == 30
     assert meta["parts"]["validation"]["sha256"] == full["parts"]["validation"]["sha256"]
     sub = set(pd.read_parquet(tmp_path / "sub/train.parquet")["idx"])
     assert sub <= set(pd.read_parquet(tmp_path / "full/train.parquet")["idx"])
@@ -121,8 +153,16 @@ def test_unlabelled_rows_rejected(raw, tmp_path):
     df = pd.read_parquet(d / "test.parquet")
     df.loc[0, "label"] = -1
     write_parquet(df, d / "test.parquet")
-    with pytest.raises(DataError, match=r"part 'origin'.*unlabelled"):
-        prepare_task("u", _task("unl", ["sentence"]), {**raw, "unl": d}, TOKENIZER, "minilm", tmp_path / "o")
+    task = _task("unl", ["sentence"])
+    raw_dirs = {**raw, "unl": d}
+    prepare_task("u", task, raw_dirs, TOKENIZER, "minilm", tmp_path / "o")  # train/validation are labelled
+    with pytest.raises(DataError, match=r"eval set 'origin'.*unlabelled"):
+        prepare_eval_set("u", task, "origin", raw_dirs, TOKENIZER, "minilm", tmp_path / "o" / "eval" / "origin.json")
+    df = pd.read_parquet(d / "train.parquet")
+    df.loc[3, "label"] = -1
+    write_parquet(df, d / "train.parquet")
+    with pytest.raises(DataError, match=r"part 'train'.*unlabelled"):
+        prepare_task("u", task, raw_dirs, TOKENIZER, "minilm", tmp_path / "o2")
 
 
 @pytest.mark.parametrize("mutate, exc, pattern", [
@@ -134,7 +174,19 @@ def test_unlabelled_rows_rejected(raw, tmp_path):
     (lambda t: t.update(num_labels=1), ConfigError, r"num_labels"),
 ])
 def test_task_errors(raw, tmp_path, mutate, exc, pattern):
+    """Each error surfaces from the stage that reads the faulty key (training parts or an eval set)."""
     task = _task()
     mutate(task)
     with pytest.raises(exc, match=pattern):
         prepare_task("t", task, raw, TOKENIZER, "minilm", tmp_path)
+        for name in task["eval_sets"]:
+            prepare_eval_set("t", task, name, raw, TOKENIZER, "minilm", tmp_path / "eval" / f"{name}.json")
+
+
+def test_eval_set_name_errors(raw, tmp_path):
+    task = _task()
+    task["eval_sets"]["validation"] = {"dataset": "demo_ent", "split": "test", "kind": "origin"}
+    with pytest.raises(ConfigError, match=r"eval_sets\.validation.*reserved"):
+        prepare_eval_set("t", task, "validation", raw, TOKENIZER, "minilm", tmp_path / "eval" / "validation.json")
+    with pytest.raises(ConfigError, match=r"eval_sets\.nope.*no such eval set"):
+        prepare_eval_set("t", task, "nope", raw, TOKENIZER, "minilm", tmp_path / "eval" / "nope.json")

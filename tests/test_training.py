@@ -32,7 +32,8 @@ def make_sentences(n: int, seed: int) -> list[tuple[str, int]]:
 
 def write_tokenized(directory: Path, sizes: dict[str, int], pairs: bool = False, unlabelled: str | None = None,
                     model_dir: Path = MINILM, max_length: int = 64) -> Path:
-    """A tokenized task folder in the ARCHITECTURE.md format (meta.json + {part}.parquet)."""
+    """A tokenized task folder in the lwob.data.tokenize format: meta.json + train/validation
+    parquet, and every other part as an eval set (eval/{name}.parquet + eval/{name}.json)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
@@ -41,6 +42,7 @@ def write_tokenized(directory: Path, sizes: dict[str, int], pairs: bool = False,
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / "eval").mkdir(exist_ok=True)
     parts = {}
     for i, (part, n) in enumerate(sizes.items()):
         rows = make_sentences(n, seed=100 + i)
@@ -53,23 +55,35 @@ def write_tokenized(directory: Path, sizes: dict[str, int], pairs: bool = False,
         if part == unlabelled:
             labels = [-1 if j % 3 == 0 else lab for j, lab in enumerate(labels)]
         cols = {
+            "row": pa.array(range(n), pa.int64()),
             "idx": pa.array(range(n), pa.int64()),
-            "label": pa.array(labels, pa.int64()),
+            "labels": pa.array(labels, pa.int64()),
             "input_ids": pa.array(enc["input_ids"], pa.list_(pa.int32())),
         }
         if "token_type_ids" in enc:
             cols["token_type_ids"] = pa.array(enc["token_type_ids"], pa.list_(pa.int32()))
-        path = directory / f"{part}.parquet"
+        training_part = part in ("train", "validation")
+        path = (directory if training_part else directory / "eval") / f"{part}.parquet"
         pq.write_table(pa.table(cols), path)
-        kind = "adv" if part.startswith("adv") else "origin"
-        parts[part] = {"records": n, "sha256": sha256_file(path), "kind": kind, "column": "demo-sst2",
-                       "source": {"dataset": "synthetic", "split": part}}
+        entry = {"records": n, "examples": n, "sha256": sha256_file(path),
+                 "source": {"dataset": "synthetic", "split": part}}
+        if training_part:
+            parts[part] = {**entry, "kind": part, **({"scoring": {}} if part == "validation" else {})}
+        else:
+            write_json(directory / "eval" / f"{part}.json", {
+                **entry, "task": "demo-sst2", "eval_set": part, "kind": "adv" if part.startswith("adv") else "origin",
+                "column": "demo-sst2", "scoring": {}, "raw_manifests": {}})
     write_json(directory / "meta.json", {
-        "task": "demo-sst2", "model": "minilm", "tokenizer_path": str(model_dir),
+        "task": "demo-sst2", "kind": "classification", "model": "minilm", "tokenizer_path": str(model_dir),
         "pad_token_id": tok.pad_token_id, "max_length": max_length, "num_labels": 2,
         "parts": parts, "raw_manifests": {},
     })
     return directory
+
+
+def eval_parts(directory: Path, *names: str) -> list[Path]:
+    """The eval-set metadata files of a folder written by write_tokenized."""
+    return [directory / "eval" / f"{name}.json" for name in names]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +114,7 @@ def test_train_run_is_bitwise_deterministic_on_cpu(tokenized, tmp_path):
     b = _train(tokenized, tmp_path / "b")
     for rec in (a, b):
         assert [e["epoch"] for e in rec["epochs"]] == [1, 2]
-    assert a["epochs"] == b["epochs"]  # exact floats: val accuracy and train loss
+    assert a["epochs"] == b["epochs"]  # exact floats: val score/metrics and train loss
     assert a["best_epoch"] == b["best_epoch"]
     wa, wb = load_file(tmp_path / "a" / "weights.safetensors"), load_file(tmp_path / "b" / "weights.safetensors")
     assert wa.keys() == wb.keys() and len(wa) > 0
@@ -115,7 +129,8 @@ def test_train_record_contents(tokenized, tmp_path):
     on_disk = json.loads((tmp_path / "r" / "train.json").read_text())
     assert on_disk["best_epoch"] == rec["best_epoch"]
     for key in ("model", "task", "method", "seed", "method_type", "method_options", "hyperparameters", "params",
-                "epochs", "best_epoch", "best_val_accuracy", "wall_time_s", "train_samples_per_s",
+                "epochs", "best_epoch", "val_metric", "best_val_score", "task_kind", "train_rows",
+                "train_examples", "validation_examples", "wall_time_s", "train_samples_per_s",
                 "peak_host_mem_mb", "peak_gpu_mem_mb", "device", "provenance"):
         assert key in on_disk, key
     hp = on_disk["hyperparameters"]
@@ -123,9 +138,14 @@ def test_train_record_contents(tokenized, tmp_path):
     assert on_disk["method_options"] == {"r": 4, "alpha": 8.0, "dropout": 0.1, "target_modules": None}
     assert on_disk["peak_gpu_mem_mb"] is None and on_disk["device"] == "cpu"
     assert on_disk["total_steps"] == 3 * 6
-    accs = [e["val_accuracy"] for e in on_disk["epochs"]]
+    assert on_disk["task_kind"] == "classification" and on_disk["val_metric"] == "accuracy"
+    assert on_disk["train_rows"] == on_disk["train_examples"] == 48 and on_disk["validation_examples"] == 24
+    for e in on_disk["epochs"]:
+        assert set(e) == {"epoch", "val_score", "val_metrics", "train_loss"}
+        assert e["val_metrics"] == {"accuracy": e["val_score"], "n": 24}
+    accs = [e["val_score"] for e in on_disk["epochs"]]
     best = max(accs)
-    assert on_disk["best_val_accuracy"] == best and on_disk["best_epoch"] == accs.index(best) + 1  # ties: earliest
+    assert on_disk["best_val_score"] == best and on_disk["best_epoch"] == accs.index(best) + 1  # ties: earliest
     assert on_disk["provenance"]["model"] == {"path": str(MINILM)}
     assert on_disk["provenance"]["packages"]["torch"]
     parts = on_disk["provenance"]["data"]["tokenized_parts"]
@@ -135,9 +155,11 @@ def test_train_record_contents(tokenized, tmp_path):
 
 def test_best_epoch_weights_are_saved(tokenized, tmp_path):
     """The saved weights give the recorded best validation accuracy."""
-    from lwob import methods
+    import torch
+
+    from lwob import methods, tasks
     from lwob.io import read_json
-    from lwob.training import accuracy, build_run_model, load_part, predict
+    from lwob.training import build_run_model, load_part, score_part
 
     rec = _train(tokenized, tmp_path / "w", method="bitfit", options={}, hp={"epochs": 3, "lr": 5e-3})
     meta = read_json(tokenized / "meta.json")
@@ -145,8 +167,10 @@ def test_best_epoch_weights_are_saved(tokenized, tmp_path):
                                 total_steps=rec["total_steps"])
     methods.load_trained(model, tmp_path / "w" / "weights.safetensors")
     val = load_part(tokenized, "validation", meta["pad_token_id"])
-    acc, _ = accuracy(predict(model, val, 7, __import__("torch").device("cpu")), val.labels)
-    assert acc == rec["best_val_accuracy"]
+    scores, predictions = score_part(tasks.get("classification"), model, val, 7, torch.device("cpu"))
+    assert scores["accuracy"] == rec["best_val_score"]
+    assert scores == rec["epochs"][rec["best_epoch"] - 1]["val_metrics"]
+    assert len(predictions) == 24 and predictions["correct"].mean() == scores["accuracy"]
 
 
 def test_adalora_short_run_calls_update_and_allocate(tokenized, tmp_path, monkeypatch):
@@ -182,8 +206,7 @@ def test_length_grouped_batches_cover_every_row_once():
     from lwob.training import Part, train_batches
 
     lengths = torch.randint(1, 50, (203,))
-    part = Part("p", None, torch.zeros(203, dtype=torch.long), torch.zeros(203, 50, dtype=torch.long), lengths, None)
-    part.idx = torch.arange(203).numpy()
+    part = Part("p", None, torch.zeros(203, 50, dtype=torch.long), lengths, None, {})
     for grouped in (False, True):
         g = torch.Generator().manual_seed(0)
         batches = train_batches(part, 16, g, grouped)
@@ -198,10 +221,11 @@ def test_collate_pads_to_batch_longest():
     import numpy as np
 
     ids, lengths = _pad_matrix([np.array([5, 6, 7]), np.array([5]), np.array([5, 6, 7, 8, 9])], pad=0)
-    part = Part("p", np.arange(3), torch.tensor([0, 1, 0]), ids, lengths, None)
+    part = Part("p", None, ids, lengths, None, {"labels": torch.tensor([0, 1, 0])})
     b = collate(part, torch.tensor([0, 1]), torch.device("cpu"))
     assert b["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert set(b) == {"input_ids", "attention_mask"}  # targets are not inputs
 
 
 def test_lr_schedule_linear_with_warmup():

@@ -141,6 +141,15 @@ def _trim_leading_space(starts: np.ndarray, ends: np.ndarray, non_space: np.ndar
     return np.minimum(first, ends)
 
 
+class QuestionTooLong(ValueError):
+    """A question leaves no room for more context than the stride in a window."""
+
+    def __init__(self, example: int, tokens: int, limit: int):
+        super().__init__(f"question of example {example} has {tokens} tokens; at most {limit} fit "
+                         f"(max_length minus special tokens minus stride, less one)")
+        self.example, self.tokens, self.limit = example, tokens, limit
+
+
 def build_features(tokenizer, questions: Sequence[str], contexts: Sequence[str], *, max_length: int,
                    stride: int, answer_starts: Sequence | None = None,
                    answer_texts: Sequence | None = None) -> dict[str, list]:
@@ -173,9 +182,17 @@ def build_features(tokenizer, questions: Sequence[str], contexts: Sequence[str],
                          f"must have one entry per example ({len(contexts)})")
     if stride >= max_length:
         raise ValueError(f"stride ({stride}) must be smaller than max_length ({max_length})")
+    questions = [q.lstrip() for q in questions]  # leading blanks would only waste window space
+    # A window must hold the question, the special tokens and more context tokens than the
+    # stride, or the tokenizer cannot advance (it panics in Rust): check it here, by example.
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    q_lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    for i, n in enumerate(q_lengths):
+        if max_length - n - special <= stride:
+            raise QuestionTooLong(i, n, max_length - special - stride - 1)
 
     enc = tokenizer(
-        [q.lstrip() for q in questions],  # leading blanks would only waste window space
+        questions,
         list(contexts),
         truncation="only_second",
         max_length=max_length,

@@ -83,7 +83,7 @@ class Classification(TaskKind):
         import torch
 
         logits = outputs["logits"]
-        labels = torch.as_tensor(features.column("labels").to_numpy())
+        labels = torch.from_numpy(np.array(features.column("labels").to_numpy(), dtype=np.int64))  # a writable copy
         idx = features.column("idx").to_numpy()
         labelled = labels >= 0
         n = int(labelled.sum())

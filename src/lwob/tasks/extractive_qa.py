@@ -86,11 +86,17 @@ class ExtractiveQA(TaskKind):
         s = settings(task)
         questions = df[s["question_field"]].astype(str).tolist()
         contexts = df[s["context_field"]].astype(str).tolist()
-        feats = qa.build_features(
-            tokenizer, questions, contexts, max_length=task["max_length"], stride=s["stride"],
-            answer_starts=[list(map(int, a)) for a in df["answer_start"]] if train else None,
-            answer_texts=[list(map(str, a)) for a in df["answer_text"]] if train else None,
-        )
+        try:
+            feats = qa.build_features(
+                tokenizer, questions, contexts, max_length=task["max_length"], stride=s["stride"],
+                answer_starts=[list(map(int, a)) for a in df["answer_start"]] if train else None,
+                answer_texts=[list(map(str, a)) for a in df["answer_text"]] if train else None,
+            )
+        except qa.QuestionTooLong as e:
+            qid = df["id"].iloc[e.example] if "id" in df.columns else int(df["idx"].iloc[e.example])
+            raise DataError(f"question {qid!r} has {e.tokens} tokens, but a window of max_length "
+                            f"{task['max_length']} with stride {s['stride']} holds at most {e.limit}: raise "
+                            f"max_length or lower stride") from None
         cols = {
             "row": pa.array(np.asarray(feats["example"], dtype=np.int64)),
             "input_ids": int_lists(feats["input_ids"]),
