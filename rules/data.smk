@@ -40,7 +40,7 @@ rule tokenize:
         "logs/tokenize/{model}/{task}.log",
     params:
         task=training_part_spec,
-        code=cfg.code_version("data.tokenize", "tasks", "qa"),
+        code=cfg.code_version("data.tokenize", "tasks", "qa", "registry"),
     resources:
         mem_mb=8000,
         runtime=60,
@@ -61,7 +61,7 @@ rule tokenize_eval:
         "logs/tokenize/{model}/{task}/eval/{eval_set}.log",
     params:
         task=eval_set_part_spec,
-        code=cfg.code_version("data.tokenize", "tasks", "qa"),
+        code=cfg.code_version("data.tokenize", "tasks", "qa", "registry"),
     resources:
         mem_mb=8000,
         runtime=60,

@@ -18,7 +18,7 @@ rule evaluate:
         "logs/benchmarks/evaluate/{model}/{task}/{method}/seed{seed}.tsv"
     params:
         method=run_method,
-        code=cfg.code_version("evaluation", "training", "methods", "models", "tasks", "qa"),
+        code=cfg.code_version("evaluation", "training", "methods", "models", "tasks", "qa", "registry"),
     threads: threads_of
     resources:
         mem_mb=job_resource("mem_mb"),

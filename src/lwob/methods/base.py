@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import ConfigError
+from ..registry import Registry
 
-REGISTRY: dict[str, type["Method"]] = {}
 
 
 
@@ -64,28 +64,13 @@ class Method:
         """Called after optimizer.step() and before zero_grad() (AdaLoRA). No-op by default."""
 
 
-def register(name: str):
-    def deco(cls: type[Method]) -> type[Method]:
-        if name in REGISTRY and REGISTRY[name] is not cls:
-            raise RuntimeError(f"method type '{name}' registered twice")
-        if not dataclasses.is_dataclass(cls.Options):
-            raise TypeError(f"{cls.__name__}.Options must be a dataclass")
-        cls.name = name
-        REGISTRY[name] = cls
-        return cls
-
-    return deco
+def _check_options(cls: type) -> None:
+    if not dataclasses.is_dataclass(cls.Options):
+        raise TypeError(f"{cls.__name__}.Options must be a dataclass")
 
 
-def known() -> list[str]:
-    return sorted(REGISTRY)
-
-
-def get(type_name: str) -> type[Method]:
-    try:
-        return REGISTRY[type_name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown method type '{type_name}' (known: {', '.join(known())})") from None
+REGISTRY = Registry("method type", check=_check_options)
+register, known, get = REGISTRY.register, REGISTRY.known, REGISTRY.get
 
 
 # --------------------------------------------------------------------------- options

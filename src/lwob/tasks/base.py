@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..errors import ConfigError
+from ..registry import Registry
 
-REGISTRY: dict[str, type["TaskKind"]] = {}
 
 
 class TaskKind:
@@ -75,26 +75,8 @@ class TaskKind:
         raise NotImplementedError
 
 
-def register(name: str):
-    def deco(cls: type[TaskKind]) -> type[TaskKind]:
-        if name in REGISTRY and REGISTRY[name] is not cls:
-            raise RuntimeError(f"task kind '{name}' registered twice")
-        cls.name = name
-        REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def known() -> list[str]:
-    return sorted(REGISTRY)
-
-
-def get(kind: str) -> type[TaskKind]:
-    try:
-        return REGISTRY[kind]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown task kind '{kind}' (known: {', '.join(known())})") from None
+REGISTRY = Registry("task kind")
+register, known, get = REGISTRY.register, REGISTRY.known, REGISTRY.get
 
 
 def int_lists(seqs, dtype: str = "int32"):
