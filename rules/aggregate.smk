@@ -49,7 +49,7 @@ rule figure:
         "logs/figure/{study}.log",
     params:
         study=lambda wc: STUDIES[wc.study],
-        code=cfg.code_version("figures"),
+        code=cfg.code_version("figures", "tables"),
     conda:
         "../envs/report.yaml"
     script:
