@@ -54,6 +54,8 @@ def use_warm_worker(config: dict) -> bool:
     """The config's `execution.warm_worker`, unless LWOB_WARM_WORKER=0 turns it off."""
     if os.environ.get("LWOB_WARM_WORKER") == "0":
         return False
+    if os.environ.get("SLURM_JOB_ID"):
+        return False  # a cluster job computes inside its own allocation, never in a shared server
     return bool((config.get("execution") or {}).get("warm_worker", False))
 
 
