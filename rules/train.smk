@@ -17,7 +17,7 @@ rule train:
     params:
         method=run_method,
         hyperparameters=run_hyperparameters,
-        code=cfg.code_version("training", "methods", "models", "tasks", "qa", "registry"),
+        code=cfg.code_version("training", "checkpoint", "methods", "models", "tasks", "qa", "registry"),
     threads: threads_of
     resources:
         mem_mb=job_resource("mem_mb"),

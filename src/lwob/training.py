@@ -278,9 +278,14 @@ def _peak_host_mb() -> float:
 
 def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dict, hyperparameters: dict,
               seed: int, out_dir, run_id: dict, threads: int | None = None,
-              provenance_extra: dict | None = None, model_config: dict | None = None) -> dict:
-    """Train one run; write out_dir/weights.safetensors (best epoch) and out_dir/train.json."""
-    from . import methods, provenance, tasks
+              provenance_extra: dict | None = None, model_config: dict | None = None,
+              checkpoint_minutes: float | None = None) -> dict:
+    """Train one run; write out_dir/weights.safetensors (best epoch) and out_dir/train.json.
+
+    Preemption-safe (lwob.checkpoint): SIGTERM saves out_dir/checkpoint.pt and exits 143; a
+    later call resumes from it; `checkpoint_minutes` also saves one periodically.
+    """
+    from . import checkpoint, methods, provenance, tasks
 
     start = time.perf_counter()
     if threads:
@@ -319,35 +324,81 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     best_state: dict | None = None
     step = 0
     train_time = 0.0
-    for epoch in range(1, hp["epochs"] + 1):
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        n_seen = 0
-        for index in train_batches(train, hp["batch_size"], generator, hp["group_by_length"]):
-            factor = lr_factor(step, total_steps, warmup, hp["lr_scheduler"])
-            for group in optimizer.param_groups:
-                group["lr"] = hp["lr"] * factor
-            batch = collate(train, index, device)
-            targets = {t: v[index].to(device) for t, v in train.targets.items()}
-            loss = model(**batch, **targets).loss
-            loss.backward()
-            if hp["max_grad_norm"] > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, hp["max_grad_norm"], foreach=True)
-            optimizer.step()
-            step += 1
-            cls.after_step(model, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach().double() * len(index)
-            n_seen += len(index)
-        train_time += time.perf_counter() - t0
-        val_metrics, _ = score_part(kind, model, val, hp["eval_batch_size"], device, val_scoring)
-        val_score = val_metrics.get(kind.primary_metric)
-        entry = {"epoch": epoch, "val_score": val_score, "val_metrics": val_metrics,
-                 "train_loss": float(loss_sum) / max(1, n_seen)}
-        epochs.append(entry)
-        if best is None or (val_score is not None and (best["val_score"] is None or val_score > best["val_score"])):
-            best = entry
-            best_state = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+    # Resume from a checkpoint of this very run (saved on SIGTERM or periodically).
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / checkpoint.FILENAME
+    fp = checkpoint.fingerprint(hp=hp, method=method_type, options=dataclasses.asdict(options), seed=int(seed),
+                                model_config=model_config or {}, data={k: v.get("sha256") for k, v in meta["parts"].items()},
+                                model=str(model_dir))
+    resumed = checkpoint.load(ckpt_path, fp)
+    start_epoch, start_batch, batches = 1, 0, None
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    n_seen = 0
+    if resumed is not None:
+        with torch.no_grad():
+            named = dict(model.named_parameters())
+            for n, t in resumed["trainable"].items():
+                named[n].copy_(t.to(named[n].device))
+        optimizer.load_state_dict(resumed["optimizer"])
+        cls.load_extra_state(model, resumed["method_state"])
+        generator.set_state(resumed["generator"])
+        checkpoint.set_rng_state(resumed["rng"])
+        step, epochs, best, best_state = resumed["step"], resumed["epochs"], resumed["best"], resumed["best_state"]
+        train_time, start_epoch, start_batch, batches = (resumed["train_time"], resumed["epoch"],
+                                                         resumed["batch"], resumed["batches"])
+        loss_sum = resumed["loss_sum"].to(device)
+        n_seen = resumed["n_seen"]
+
+    def snapshot(epoch: int, batch: int, epoch_batches) -> dict:
+        return {
+            "fingerprint": fp, "epoch": epoch, "batch": batch, "batches": epoch_batches, "step": step,
+            "trainable": {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad},
+            "optimizer": optimizer.state_dict(), "method_state": cls.extra_state(model),
+            "generator": generator.get_state(), "rng": checkpoint.rng_state(), "loss_sum": loss_sum.cpu(),
+            "n_seen": n_seen, "epochs": epochs, "best": best, "best_state": best_state,
+            "train_time": train_time + (time.perf_counter() - t0),
+        }
+
+    with checkpoint.Preemption(checkpoint_minutes) as preemption:
+        for epoch in range(start_epoch, hp["epochs"] + 1):
+            t0 = time.perf_counter()
+            if batches is None:  # a fresh epoch (not the one a checkpoint stopped in)
+                batches = train_batches(train, hp["batch_size"], generator, hp["group_by_length"])
+                start_batch = 0
+                loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+                n_seen = 0
+            for b in range(start_batch, len(batches)):
+                index = batches[b]
+                factor = lr_factor(step, total_steps, warmup, hp["lr_scheduler"])
+                for group in optimizer.param_groups:
+                    group["lr"] = hp["lr"] * factor
+                batch = collate(train, index, device)
+                targets = {t: v[index].to(device) for t, v in train.targets.items()}
+                loss = model(**batch, **targets).loss
+                loss.backward()
+                if hp["max_grad_norm"] > 0:
+                    torch.nn.utils.clip_grad_norm_(trainable, hp["max_grad_norm"], foreach=True)
+                optimizer.step()
+                step += 1
+                cls.after_step(model, step)
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum += loss.detach().double() * len(index)
+                n_seen += len(index)
+                if preemption.requested or preemption.periodic_due():
+                    checkpoint.save(ckpt_path, snapshot(epoch, b + 1, batches))
+                    if preemption.requested:
+                        print(f"SIGTERM: saved {ckpt_path} at step {step}; the next attempt resumes there", flush=True)
+                        raise checkpoint.Preempted(ckpt_path)
+            batches = None
+            train_time += time.perf_counter() - t0
+            val_metrics, _ = score_part(kind, model, val, hp["eval_batch_size"], device, val_scoring)
+            val_score = val_metrics.get(kind.primary_metric)
+            entry = {"epoch": epoch, "val_score": val_score, "val_metrics": val_metrics,
+                     "train_loss": float(loss_sum) / max(1, n_seen)}
+            epochs.append(entry)
+            if best is None or (val_score is not None and (best["val_score"] is None or val_score > best["val_score"])):
+                best = entry
+                best_state = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     methods.save_trained(model, out_dir / "weights.safetensors", state=best_state)
@@ -385,5 +436,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
             **(provenance_extra or {}),
         },
     }
+    record["resumed"] = resumed is not None
     write_json(out_dir / "train.json", record)
+    ckpt_path.unlink(missing_ok=True)
     return record

@@ -20,4 +20,6 @@ run_job(
     threads=max(1, int(snakemake.threads)),
     provenance_extra={"model": model},
     model_config=model.get("config_overrides"),
+    # Not a param: how often to checkpoint never changes the result, so it must not rerun jobs.
+    checkpoint_minutes=(snakemake.config.get("execution") or {}).get("checkpoint_minutes", 30),
 )

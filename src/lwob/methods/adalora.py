@@ -82,3 +82,19 @@ class AdaLoRA(Method):
     @classmethod
     def after_step(cls, model, global_step: int) -> None:
         model.base_model.update_and_allocate(global_step)
+
+    @classmethod
+    def extra_state(cls, model) -> dict:
+        """The budget allocator's importance scores and the rank pattern (checkpoints)."""
+        import copy
+
+        alloc = model.base_model.rankallocator
+        config = model.base_model.peft_config[model.base_model.trainable_adapter_name]
+        return copy.deepcopy({"ipt": alloc.ipt, "exp_avg_ipt": alloc.exp_avg_ipt,
+                              "exp_avg_unc": alloc.exp_avg_unc, "rank_pattern": config.rank_pattern})
+
+    @classmethod
+    def load_extra_state(cls, model, state: dict) -> None:
+        alloc = model.base_model.rankallocator
+        alloc.ipt, alloc.exp_avg_ipt, alloc.exp_avg_unc = state["ipt"], state["exp_avg_ipt"], state["exp_avg_unc"]
+        model.base_model.peft_config[model.base_model.trainable_adapter_name].rank_pattern = state["rank_pattern"]

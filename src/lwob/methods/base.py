@@ -63,6 +63,15 @@ class Method:
     def after_step(cls, model, global_step: int) -> None:
         """Called after optimizer.step() and before zero_grad() (AdaLoRA). No-op by default."""
 
+    @classmethod
+    def extra_state(cls, model) -> dict:
+        """Training state outside the parameters and the optimizer (for checkpoints)."""
+        return {}
+
+    @classmethod
+    def load_extra_state(cls, model, state: dict) -> None:
+        """Restore what extra_state saved."""
+
 
 def _check_options(cls: type) -> None:
     if not dataclasses.is_dataclass(cls.Options):

@@ -1,0 +1,79 @@
+"""Preemption: a training job killed with SIGTERM saves a checkpoint and exits; the rerun
+resumes and ends bitwise identical to an uninterrupted run (CPU)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from safetensors.torch import load_file
+
+from lwob import checkpoint, training
+
+from test_training import HP, _train, tokenized  # noqa: F401 - the tokenized fixture
+
+
+def _sigterm_at(monkeypatch, at_step: int):
+    """Deliver a real SIGTERM to this process when the loop asks for the lr of `at_step`."""
+    real = training.lr_factor
+    sent = []
+
+    def lr_factor(step, total, warmup, kind):
+        if step == at_step and not sent:
+            sent.append(step)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(step, total, warmup, kind)
+
+    monkeypatch.setattr(training, "lr_factor", lr_factor)
+    return sent
+
+
+@pytest.mark.parametrize("method, options, at_step", [
+    ("fft", {}, 5),                     # mid-epoch 1
+    ("lora", None, 8),                  # mid-epoch 2 (6 steps per epoch; after the epoch-1 validation)
+    ("adalora", {"init_r": 6, "target_r": 2, "tinit": 2, "tfinal": 4, "deltaT": 1}, 9),  # allocator state
+])
+def test_sigterm_saves_and_rerun_resumes_bitwise(tokenized, tmp_path, monkeypatch, method, options, at_step):  # noqa: F811
+    full = _train(tokenized, tmp_path / "full", method=method, options=options)
+
+    sent = _sigterm_at(monkeypatch, at_step)
+    with pytest.raises(checkpoint.Preempted) as stop:
+        _train(tokenized, tmp_path / "cut", method=method, options=options)
+    assert sent == [at_step] and stop.value.code == checkpoint.PREEMPTED_EXIT
+    ckpt = tmp_path / "cut" / checkpoint.FILENAME
+    assert ckpt.is_file() and not (tmp_path / "cut" / "train.json").exists()
+    assert signal.getsignal(signal.SIGTERM) is not None  # handlers restored after the block
+    monkeypatch.undo()
+
+    resumed = _train(tokenized, tmp_path / "cut", method=method, options=options)
+    assert resumed["resumed"] and not full["resumed"]
+    assert not ckpt.exists()  # removed once the outputs are written
+    assert resumed["epochs"] == full["epochs"]  # exact floats: validation scores, train loss
+    wa, wb = load_file(tmp_path / "full" / "weights.safetensors"), load_file(tmp_path / "cut" / "weights.safetensors")
+    assert wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa)
+
+
+def test_checkpoint_of_another_run_is_not_used(tokenized, tmp_path, monkeypatch):  # noqa: F811
+    _sigterm_at(monkeypatch, 3)
+    with pytest.raises(checkpoint.Preempted):
+        _train(tokenized, tmp_path / "run", method="lora")
+    monkeypatch.undo()
+    # Same folder, other settings (a config change): the stale checkpoint is dropped.
+    other = _train(tokenized, tmp_path / "run", method="lora", hp={"lr": 5e-4})
+    assert not other["resumed"]
+    fresh = _train(tokenized, tmp_path / "fresh", method="lora", hp={"lr": 5e-4})
+    assert other["epochs"] == fresh["epochs"]
+
+
+def test_periodic_checkpoint_does_not_change_results(tokenized, tmp_path, monkeypatch):  # noqa: F811
+    saved = []
+    real_save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda path, state: (saved.append(state["step"]), real_save(path, state)))
+    monkeypatch.setattr(checkpoint.Preemption, "periodic_due", lambda self: True)
+    with_ckpt = _train(tokenized, tmp_path / "a", method="lora")
+    monkeypatch.undo()
+    plain = _train(tokenized, tmp_path / "b", method="lora")
+    assert saved == list(range(1, len(saved) + 1)) and len(saved) > 1
+    assert with_ckpt["epochs"] == plain["epochs"]
+    assert not (tmp_path / "a" / checkpoint.FILENAME).exists()
