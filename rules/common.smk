@@ -78,15 +78,11 @@ def eval_set_raw_manifest(wildcards):
 
 
 def training_part_spec(wildcards):
-    """The task entry without its eval sets: adding or editing an eval set never
-    re-tokenises the training parts (and so never retrains)."""
-    return {k: v for k, v in config["tasks"][wildcards.task].items() if k not in ("eval_sets", "training", "display")}
+    return cfg.training_part_spec(config, wildcards.task)
 
 
 def eval_set_part_spec(wildcards):
-    """The task entry with only this eval set: editing one set re-tokenises only that set."""
-    es = config["tasks"][wildcards.task]["eval_sets"][wildcards.eval_set]
-    return {**training_part_spec(wildcards), "eval_sets": {wildcards.eval_set: es}}
+    return cfg.eval_set_part_spec(config, wildcards.task, wildcards.eval_set)
 
 
 def eval_parts(wildcards):

@@ -256,6 +256,17 @@ def training_datasets(task: dict) -> list[str]:
     return sorted({r["dataset"] for r in refs})
 
 
+def training_part_spec(config: dict, task_name: str) -> dict:
+    """The task entry without its eval sets (what the training parts are tokenised from):
+    adding or editing an eval set never re-tokenises the training parts, so never retrains."""
+    return {k: v for k, v in config["tasks"][task_name].items() if k not in ("eval_sets", "training", "display")}
+
+
+def eval_set_part_spec(config: dict, task_name: str, eval_set: str) -> dict:
+    """The task entry with only this eval set: editing one set re-tokenises only that set."""
+    return {**training_part_spec(config, task_name), "eval_sets": {eval_set: config["tasks"][task_name]["eval_sets"][eval_set]}}
+
+
 def dataset_available(config: dict, name: str, base_dir: str | os.PathLike = ".") -> bool:
     """False only for an `optional: true` local dataset whose file is absent."""
     from .data.sources import is_available

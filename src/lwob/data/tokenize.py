@@ -139,10 +139,9 @@ def _write_part(kind, tokenizer, df: pd.DataFrame, task: dict, out_dir: Path, na
     return entry
 
 
-def _scoring(task: dict) -> dict:
+def _scoring(kind, task: dict) -> dict:
     """Task settings that scoring needs (QA span search), recorded with each scored part."""
-    keys = ("max_answer_length", "n_best")
-    return {k: task[k] for k in keys if k in task}
+    return {k: task[k] for k in kind.scoring_keys if k in task}
 
 
 def prepare_task(task_name: str, task: dict, raw_dirs: dict[str, Path], tokenizer_path: Path,
@@ -192,7 +191,7 @@ def prepare_task(task_name: str, task: dict, raw_dirs: dict[str, Path], tokenize
         "train": {**_write_part(kind, tokenizer, train_df, task, out_dir, "train", train=True), "kind": "train",
                   "source": {"dataset": train_ref["dataset"], "split": train_ref["split"]}},
         "validation": {**_write_part(kind, tokenizer, val_df, task, out_dir, "validation", train=False),
-                       "kind": "validation", "source": val_ref, "scoring": _scoring(task)},
+                       "kind": "validation", "source": val_ref, "scoring": _scoring(kind, task)},
     }
     meta = {
         "task": task_name,
@@ -233,7 +232,7 @@ def prepare_eval_set(task_name: str, task: dict, eval_set: str, raw_dirs: dict[s
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     entry = _write_part(kind, tokenizer, df, task, out_json.parent, eval_set, train=False)
-    scoring = _scoring(task)
+    scoring = _scoring(kind, task)
     if es.get("original_id"):
         scoring["original_id"] = es["original_id"]
     info = {**entry, "task": task_name, "eval_set": eval_set, "kind": es["kind"],

@@ -29,6 +29,8 @@ class TaskKind:
     per_token: ClassVar[bool] = False
     #: validation metric that picks the best epoch (higher is better)
     primary_metric: ClassVar[str] = ""
+    #: task settings that scoring needs (recorded with each tokenised part that is scored)
+    scoring_keys: ClassVar[tuple[str, ...]] = ()
     #: config keys a task of this kind must / may have (besides the common ones)
     required_keys: ClassVar[tuple[str, ...]] = ()
 

@@ -21,8 +21,6 @@ from .base import TaskKind, int_lists, register
 
 DEFAULTS = {"stride": 128, "max_answer_length": 30, "n_best": 20, "question_field": "question",
             "context_field": "context"}
-#: settings that scoring needs (kept in the tokenised part's metadata)
-SCORING_KEYS = ("max_answer_length", "n_best")
 
 
 def settings(task: dict) -> dict:
@@ -38,6 +36,7 @@ class ExtractiveQA(TaskKind):
     outputs = ("start_logits", "end_logits")
     per_token = True
     primary_metric = "f1"
+    scoring_keys = ("max_answer_length", "n_best")
 
     @classmethod
     def check_task(cls, name, task):
@@ -124,7 +123,7 @@ class ExtractiveQA(TaskKind):
 
         from .. import qa
 
-        options = {**{k: DEFAULTS[k] for k in SCORING_KEYS}, **(eval_set or {})}
+        options = {**{k: DEFAULTS[k] for k in cls.scoring_keys}, **(eval_set or {})}
         lengths = [len(x) for x in features.column("input_ids").to_pylist()]
         starts = outputs["start_logits"].numpy()
         ends = outputs["end_logits"].numpy()
