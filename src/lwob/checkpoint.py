@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -83,8 +82,9 @@ def save(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load(path: Path, expected_fingerprint: str) -> dict | None:
-    """The checkpoint's state if it exists and belongs to this run, else None (a stale one is removed)."""
+def load(path: Path, expected_fingerprint: str, remove_stale: bool = True) -> dict | None:
+    """The checkpoint's state if it exists and belongs to this run, else None (a stale one is
+    removed, by the main process only in a multi-process run)."""
     if not path.is_file():
         return None
     try:
@@ -92,7 +92,8 @@ def load(path: Path, expected_fingerprint: str) -> dict | None:
     except Exception:  # noqa: BLE001 - a truncated or foreign file is not resumable
         state = None
     if not isinstance(state, dict) or state.get("fingerprint") != expected_fingerprint:
-        os.remove(path)
+        if remove_stale:
+            Path(path).unlink(missing_ok=True)
         return None
     return state
 

@@ -175,7 +175,22 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
             raise ConfigError(
                 f"config keys 'methods.{run_method}' with 'tasks.{run_task}.max_length' on model '{run_model}': {e}"
             ) from None
+        check_parallel(config, run_model, run_task, run_method, cls)
     return config
+
+
+def check_parallel(config: dict, model: str, task: str, method: str, method_cls) -> None:
+    """A run's `training.processes` fits its method and the GPUs its job asks for."""
+    from .distributed import check
+
+    hp = hyperparameters(config, model, task, method)
+    processes, parallel = hp.get("processes", 1), hp.get("parallel", "ddp")
+    where = f"'training' of run {model}/{task}/{method}"
+    check(method_cls, processes, parallel, where)
+    gpus = run_resources(config, model)["gpus"]
+    if gpus and processes > gpus:
+        raise ConfigError(f"{where}: training.processes is {processes} but the job asks for {gpus} GPU(s) "
+                          f"(models.{model}.resources.gpus); one process per GPU")
 
 
 # --------------------------------------------------------------------------- models

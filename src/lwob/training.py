@@ -34,6 +34,10 @@ HP_DEFAULTS: dict[str, Any] = {
     "lr_scheduler": "linear",
     "device": "auto",
     "group_by_length": False,
+    # Processes for one run (GPUs, or CPU processes with gloo) and how they share the work:
+    # "ddp" replicates the model, "fsdp" shards it (lwob.distributed).
+    "processes": 1,
+    "parallel": "ddp",
 }
 #: Length-grouped batching sorts within windows of this many batches (as HF does).
 GROUP_WINDOW_BATCHES = 50
@@ -49,7 +53,9 @@ def resolve_hyperparameters(hp: dict | None) -> dict:
         raise ConfigError(f"training.optimizer: only 'adamw' is supported, got {out['optimizer']!r}")
     if out["lr_scheduler"] not in ("linear", "constant"):
         raise ConfigError(f"training.lr_scheduler: 'linear' or 'constant', got {out['lr_scheduler']!r}")
-    for k in ("epochs", "batch_size", "eval_batch_size"):
+    if out["parallel"] not in ("ddp", "fsdp"):
+        raise ConfigError(f"training.parallel: 'ddp' or 'fsdp', got {out['parallel']!r}")
+    for k in ("epochs", "batch_size", "eval_batch_size", "processes"):
         if not isinstance(out[k], int) or isinstance(out[k], bool) or out[k] < 1:
             raise ConfigError(f"training.{k}: expected a positive integer, got {out[k]!r}")
     for k in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
@@ -284,14 +290,23 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
 
     Preemption-safe (lwob.checkpoint): SIGTERM saves out_dir/checkpoint.pt and exits 143; a
     later call resumes from it; `checkpoint_minutes` also saves one periodically.
+    With `processes` above 1 the run is launched in that many processes (lwob.distributed).
     """
-    from . import checkpoint, methods, provenance, tasks
+    from . import checkpoint, distributed, methods, provenance, tasks
 
     start = time.perf_counter()
-    if threads:
-        torch.set_num_threads(int(threads))
     hp = resolve_hyperparameters(hyperparameters)
-    device = resolve_device(hp["device"])
+    distributed.check(methods.get(method_type), hp["processes"], hp["parallel"], "training")
+    if hp["processes"] > 1 and not distributed.in_worker():
+        return distributed.launch(hp["processes"], dict(
+            model_dir=model_dir, tokenized_dir=tokenized_dir, method_type=method_type,
+            method_options=method_options, hyperparameters=hyperparameters, seed=seed, out_dir=out_dir,
+            run_id=run_id, provenance_extra=provenance_extra, model_config=model_config,
+            checkpoint_minutes=checkpoint_minutes), threads)
+    par = distributed.Parallel.start(hp["parallel"], hp["device"])
+    if threads and par.world == 1:
+        torch.set_num_threads(int(threads))
+    device = par.device if par.world > 1 else resolve_device(hp["device"])
     tokenized_dir, out_dir = Path(tokenized_dir), Path(out_dir)
     meta = read_json(tokenized_dir / "meta.json")
     kind = tasks.get(meta.get("kind", "classification"))
@@ -309,13 +324,29 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
         seed=seed, total_steps=total_steps, model_config=model_config,
     )
+    params = methods.count_parameters(model, base_total)
+    # Resume from a checkpoint of this very run (saved on SIGTERM or periodically).
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / checkpoint.FILENAME
+    fp = checkpoint.fingerprint(hp=hp, method=method_type, options=dataclasses.asdict(options), seed=int(seed),
+                                model_config=model_config or {}, data={k: v.get("sha256") for k, v in meta["parts"].items()},
+                                model=str(model_dir))
+    resumed = checkpoint.load(ckpt_path, fp, remove_stale=par.main)
+    if resumed is not None:  # full tensors, loaded before the model is wrapped or sharded
+        with torch.no_grad():
+            named = dict(model.named_parameters())
+            for n, t in resumed["trainable"].items():
+                named[n].copy_(t)
     model.to(device)
     model.train()
-    params = methods.count_parameters(model, base_total)
+    model = par.wrap(model)
+    core = par.unwrap(model)  # the model itself, for method hooks
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, hp, device)
     warmup = math.ceil(hp["warmup_ratio"] * total_steps)
     generator = torch.Generator().manual_seed(int(seed))
+    if par.world > 1:
+        torch.manual_seed(int(seed) * 1000 + par.rank)  # own dropout masks per process
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -324,38 +355,29 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     best_state: dict | None = None
     step = 0
     train_time = 0.0
-    # Resume from a checkpoint of this very run (saved on SIGTERM or periodically).
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / checkpoint.FILENAME
-    fp = checkpoint.fingerprint(hp=hp, method=method_type, options=dataclasses.asdict(options), seed=int(seed),
-                                model_config=model_config or {}, data={k: v.get("sha256") for k, v in meta["parts"].items()},
-                                model=str(model_dir))
-    resumed = checkpoint.load(ckpt_path, fp)
     start_epoch, start_batch, batches = 1, 0, None
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_seen = 0
     if resumed is not None:
-        with torch.no_grad():
-            named = dict(model.named_parameters())
-            for n, t in resumed["trainable"].items():
-                named[n].copy_(t.to(named[n].device))
-        optimizer.load_state_dict(resumed["optimizer"])
-        cls.load_extra_state(model, resumed["method_state"])
+        par.load_optimizer_state(model, optimizer, resumed["optimizer"])
+        cls.load_extra_state(core, resumed["method_state"])
         generator.set_state(resumed["generator"])
-        checkpoint.set_rng_state(resumed["rng"])
+        checkpoint.set_rng_state(resumed["rng"][par.rank] if par.world > 1 else resumed["rng"])
         step, epochs, best, best_state = resumed["step"], resumed["epochs"], resumed["best"], resumed["best_state"]
         train_time, start_epoch, start_batch, batches = (resumed["train_time"], resumed["epoch"],
                                                          resumed["batch"], resumed["batches"])
-        loss_sum = resumed["loss_sum"].to(device)
-        n_seen = resumed["n_seen"]
+        if par.main:  # the epoch's running loss so far, summed over processes
+            loss_sum, n_seen = resumed["loss_sum"].to(device), resumed["n_seen"]
 
     def snapshot(epoch: int, batch: int, epoch_batches) -> dict:
+        """The whole training state; collective (every process calls it, the main one saves it)."""
+        rng = checkpoint.rng_state()
         return {
             "fingerprint": fp, "epoch": epoch, "batch": batch, "batches": epoch_batches, "step": step,
-            "trainable": {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad},
-            "optimizer": optimizer.state_dict(), "method_state": cls.extra_state(model),
-            "generator": generator.get_state(), "rng": checkpoint.rng_state(), "loss_sum": loss_sum.cpu(),
-            "n_seen": n_seen, "epochs": epochs, "best": best, "best_state": best_state,
+            "trainable": par.trainable_state(model), "optimizer": par.optimizer_state(model, optimizer),
+            "method_state": cls.extra_state(core), "generator": generator.get_state(),
+            "rng": par.gather(rng) if par.world > 1 else rng, "loss_sum": par.sum(loss_sum),
+            "n_seen": int(par.sum(n_seen)), "epochs": epochs, "best": best, "best_state": best_state,
             "train_time": train_time + (time.perf_counter() - t0),
         }
 
@@ -372,21 +394,27 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                 factor = lr_factor(step, total_steps, warmup, hp["lr_scheduler"])
                 for group in optimizer.param_groups:
                     group["lr"] = hp["lr"] * factor
-                batch = collate(train, index, device)
-                targets = {t: v[index].to(device) for t, v in train.targets.items()}
+                rows, scale = par.local_rows(index)
+                batch = collate(train, rows, device)
+                targets = {t: v[rows].to(device) for t, v in train.targets.items()}
                 loss = model(**batch, **targets).loss
-                loss.backward()
+                (loss if scale is None else loss * scale).backward()
                 if hp["max_grad_norm"] > 0:
                     torch.nn.utils.clip_grad_norm_(trainable, hp["max_grad_norm"], foreach=True)
                 optimizer.step()
                 step += 1
-                cls.after_step(model, step)
+                cls.after_step(core, step)
                 optimizer.zero_grad(set_to_none=True)
-                loss_sum += loss.detach().double() * len(index)
-                n_seen += len(index)
-                if preemption.requested or preemption.periodic_due():
-                    checkpoint.save(ckpt_path, snapshot(epoch, b + 1, batches))
-                    if preemption.requested:
+                if scale != 0.0:
+                    loss_sum += loss.detach().double() * len(rows)
+                    n_seen += len(rows)
+                stop, due = par.any(preemption.requested, preemption.periodic_due())
+                if stop or due:
+                    state = snapshot(epoch, b + 1, batches)
+                    if par.main:
+                        checkpoint.save(ckpt_path, state)
+                    par.barrier()
+                    if stop:
                         print(f"SIGTERM: saved {ckpt_path} at step {step}; the next attempt resumes there", flush=True)
                         raise checkpoint.Preempted(ckpt_path)
             batches = None
@@ -394,14 +422,17 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
             val_metrics, _ = score_part(kind, model, val, hp["eval_batch_size"], device, val_scoring)
             val_score = val_metrics.get(kind.primary_metric)
             entry = {"epoch": epoch, "val_score": val_score, "val_metrics": val_metrics,
-                     "train_loss": float(loss_sum) / max(1, n_seen)}
+                     "train_loss": float(par.sum(loss_sum)) / max(1, int(par.sum(n_seen)))}
             epochs.append(entry)
             if best is None or (val_score is not None and (best["val_score"] is None or val_score > best["val_score"])):
                 best = entry
-                best_state = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+                best_state = par.trainable_state(model)
 
+    if not par.main:  # the main process writes the outputs
+        par.close()
+        return {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    methods.save_trained(model, out_dir / "weights.safetensors", state=best_state)
+    methods.save_trained(core, out_dir / "weights.safetensors", state=best_state)
     record = {
         **{k: run_id[k] for k in ("model", "task", "method", "seed") if k in run_id},
         "seed": int(seed),
@@ -426,6 +457,8 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
         "threads": torch.get_num_threads(),
+        "processes": par.world,
+        "parallel": par.strategy if par.world > 1 else None,
         "provenance": {
             **provenance.collect(),
             # Which data exactly: the raw datasets' manifest hashes and the tokenized parts'.
@@ -439,4 +472,5 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     record["resumed"] = resumed is not None
     write_json(out_dir / "train.json", record)
     ckpt_path.unlink(missing_ok=True)
+    par.close()
     return record

@@ -26,6 +26,10 @@ def effective_schedule(tinit: int, tfinal: int, total_step: int) -> tuple[int, i
 
 @register("adalora")
 class AdaLoRA(Method):
+    # Its orthogonality regulariser and rank allocator read whole lora_A/lora_B matrices
+    # outside their forward, where FSDP holds only shards (DDP works).
+    shardable = False
+
     @dataclass
     class Options:
         init_r: int = field(default=12, metadata={"help": "Initial rank of every adapted matrix."})

@@ -45,6 +45,9 @@ class Method:
     """A fine-tuning method. Subclasses declare ``Options`` (a dataclass) and ``build``."""
 
     name: ClassVar[str] = ""
+    #: Whether the method trains under FSDP (lwob.distributed), i.e. only touches a
+    #: parameter inside its module's forward, where the sharded tensors are gathered.
+    shardable: ClassVar[bool] = True
 
     @dataclass
     class Options:

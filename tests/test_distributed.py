@@ -1,0 +1,124 @@
+"""One run trained by two processes (CPU, gloo): DDP through accelerate and FSDP.
+
+With dropout off, two processes splitting each batch reach the single-process weights up to
+float summation order; a two-process run preempted with SIGTERM resumes from its checkpoint
+and ends where an uninterrupted two-process run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lwob import checkpoint
+from lwob.distributed import Parallel
+
+from conftest import REPO
+from test_training import HP, MINILM, RUN_ID, tokenized  # noqa: F401 - the tokenized fixture
+
+NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+LORA = {"r": 4, "alpha": 8, "dropout": 0.0}
+
+
+def cfg_schema():
+    return REPO / "config/schemas/config.schema.yaml"
+
+
+def _kwargs(tokenized, out, method, options, hp, seed=3, checkpoint_minutes=None):
+    return dict(model_dir=str(MINILM), tokenized_dir=str(tokenized), method_type=method, method_options=options,
+                hyperparameters={**HP, **hp}, seed=seed, out_dir=str(out),
+                run_id={**RUN_ID, "method": method, "seed": seed}, threads=2,
+                provenance_extra={"model": {"path": str(MINILM)}}, model_config=NO_DROPOUT,
+                checkpoint_minutes=checkpoint_minutes)
+
+
+def _train(tokenized, out, method, options, hp):
+    from lwob.training import train_run
+
+    return train_run(**_kwargs(tokenized, out, method, options, hp))
+
+
+@pytest.mark.parametrize("method, options, parallel", [
+    pytest.param("fft", {}, "ddp", marks=pytest.mark.slow),
+    ("lora", LORA, "ddp"),
+    ("fft", {}, "fsdp"),
+    pytest.param("lora", LORA, "fsdp", marks=pytest.mark.slow),
+])
+def test_two_processes_match_one(tokenized, tmp_path, method, options, parallel):  # noqa: F811
+    one = _train(tokenized, tmp_path / "one", method, options, {})
+    two = _train(tokenized, tmp_path / "two", method, options, {"processes": 2, "parallel": parallel})
+    assert (one["processes"], two["processes"], two["parallel"]) == (1, 2, parallel)
+    assert two["hyperparameters"]["processes"] == 2
+    wa, wb = load_file(tmp_path / "one" / "weights.safetensors"), load_file(tmp_path / "two" / "weights.safetensors")
+    assert wa.keys() == wb.keys() and len(wa) > 0
+    for k in wa:
+        # A key bias shifts every attention score of a query equally, so softmax cancels it:
+        # its true gradient is 0 and it moves on rounding noise, which Adam normalises to
+        # steps of up to lr. Every other tensor must agree to rounding.
+        atol = 1e-3 if k.endswith("key.bias") else 1e-5
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=atol, msg=k)
+    for a, b in zip(one["epochs"], two["epochs"], strict=True):
+        assert a["val_metrics"]["n"] == b["val_metrics"]["n"]
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+    assert not (tmp_path / "two" / "launch.json").exists()
+
+
+def test_fsdp_refuses_a_method_that_reads_whole_matrices(tokenized, tmp_path, paper_config):  # noqa: F811
+    from lwob import config as cfg
+    from lwob.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="adalora.*FSDP"):
+        _train(tokenized, tmp_path / "a", "adalora", {"init_r": 6, "target_r": 2}, {"processes": 2, "parallel": "fsdp"})
+    assert not (tmp_path / "a").exists()
+    paper_config["methods"]["adalora"]["training"] = {"processes": 2, "parallel": "fsdp"}
+    with pytest.raises(ConfigError, match=r"run [^ ]+/adalora: method type .adalora. cannot train under FSDP"):
+        cfg.validate(paper_config, cfg_schema(), base_dir=".")
+    paper_config["methods"]["adalora"]["training"] = {"processes": 4}  # ddp, but one GPU per job
+    with pytest.raises(ConfigError, match=r"processes is 4 but the job asks for 1 GPU"):
+        cfg.validate(paper_config, cfg_schema(), base_dir=".")
+
+
+def test_local_rows_split_each_batch_and_keep_the_gradient_scale():
+    index = torch.arange(7)
+    parts = [Parallel(strategy="ddp", rank=r, world=2).local_rows(index) for r in range(2)]
+    assert [p[0].tolist() for p in parts] == [[0, 2, 4, 6], [1, 3, 5]]
+    # Mean loss x scale, averaged over the 2 processes, equals the mean over all 7 rows.
+    assert sum(len(rows) * 1 / len(rows) * scale for rows, scale in parts) / 2 == pytest.approx(1.0)
+    short = Parallel(strategy="ddp", rank=1, world=2).local_rows(torch.arange(1))
+    assert short[0].tolist() == [0] and short[1] == 0.0  # no rows of its own: takes part at weight 0
+    assert Parallel().local_rows(index) == (index, None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, options, parallel", [("lora", LORA, "ddp"), ("fft", {}, "fsdp")])
+def test_two_process_run_preempted_with_sigterm_resumes(tokenized, tmp_path, method, options, parallel):  # noqa: F811
+    hp = {"processes": 2, "parallel": parallel, "epochs": 3}
+    full = _train(tokenized, tmp_path / "full", method, options, hp)
+
+    cut = tmp_path / "cut"
+    spec = tmp_path / "spec.json"
+    # Checkpoint after every step, so a checkpoint exists to resume from when SIGTERM comes.
+    spec.write_text(json.dumps(_kwargs(tokenized, cut, method, options, hp, checkpoint_minutes=1e-6)))
+    code = "import json,sys; from lwob.training import train_run; train_run(**json.load(open(sys.argv[1])))"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(spec)], env=os.environ.copy())
+    deadline = time.monotonic() + 300
+    while not (cut / checkpoint.FILENAME).exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # what SLURM sends the job before a time limit or preemption
+    assert proc.wait(timeout=120) == checkpoint.PREEMPTED_EXIT
+    assert (cut / checkpoint.FILENAME).exists() and not (cut / "train.json").exists()
+
+    resumed = _train(tokenized, cut, method, options, hp)
+    assert resumed["resumed"] and not full["resumed"]
+    assert resumed["epochs"] == full["epochs"]
+    wa, wb = load_file(tmp_path / "full" / "weights.safetensors"), load_file(cut / "weights.safetensors")
+    assert wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa)
