@@ -75,3 +75,23 @@ def wrap(model, config):
     if not head:
         raise RuntimeError(f"peft did not make the task head ({', '.join(sorted(heads))}) trainable")
     return wrapped
+
+
+def lora_increments(model, initial: dict) -> dict:
+    """LoRA/AdaLoRA increments: per adapted layer the merged update peft itself would add
+    on merge (`get_delta_weight`: B A * scaling; AdaLoRA B (A * E) * scaling / (ranknum + eps)),
+    named `<layer>.weight`; the other trained tensors (the head) as trained minus initial."""
+    import torch
+
+    from .base import trained_minus_initial
+
+    out = {}
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            lora_a = getattr(module, "lora_A", None)
+            adapted = isinstance(lora_a, (torch.nn.ModuleDict, torch.nn.ParameterDict))
+            if adapted and hasattr(module, "get_delta_weight"):
+                for adapter in lora_a.keys():
+                    out[f"{name}.weight"] = module.get_delta_weight(adapter).detach().cpu()
+    out.update(trained_minus_initial(model, initial, skip=lambda n: ".lora_" in n))
+    return out

@@ -84,6 +84,11 @@ class AdaLoRA(Method):
         return _peft.wrap(model, config)
 
     @classmethod
+    def increments(cls, model, initial):
+        """The merged update B (A * E) * alpha / (ranknum + eps) per adapted layer (+ the head)."""
+        return _peft.lora_increments(model, initial)
+
+    @classmethod
     def after_step(cls, model, global_step: int) -> None:
         model.base_model.update_and_allocate(global_step)
 

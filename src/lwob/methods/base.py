@@ -75,6 +75,19 @@ class Method:
     def load_extra_state(cls, model, state: dict) -> None:
         """Restore what extra_state saved."""
 
+    @classmethod
+    def increments(cls, model, initial: dict) -> dict:
+        """What training changed in the model (the weight-increment analysis, lwob.increments).
+
+        `model` is the rebuilt run model with its trained tensors loaded, `initial` the
+        {name: tensor} snapshot of its trainable parameters right after `build` (the base
+        model's weights, the seeded head and adapter initialisation). Returns {name: tensor}
+        with names in the built model's namespace (peft wrappers are normalised away by
+        lwob.increments). Default: trained minus initial of every trainable parameter (FFT,
+        top-k, BitFit, and the task head of every method).
+        """
+        return trained_minus_initial(model, initial)
+
 
 def _check_options(cls: type) -> None:
     if not dataclasses.is_dataclass(cls.Options):
@@ -188,6 +201,12 @@ def encoder_layers(model):
         if isinstance(obj, torch.nn.ModuleList):
             return obj
     raise ConfigError(f"cannot find the transformer layers of {type(model).__name__}")
+
+
+def trained_minus_initial(model, initial: dict, skip=lambda name: False) -> dict:
+    """{name: trained - initial} over the trainable parameters whose name `skip` rejects not."""
+    return {n: (p.detach() - initial[n].to(p.device)).cpu() for n, p in model.named_parameters()
+            if p.requires_grad and not skip(n)}
 
 
 # --------------------------------------------------------------------------- save / load / count

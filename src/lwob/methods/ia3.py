@@ -45,3 +45,12 @@ class IA3(Method):
         if n_ia3 == 0:
             raise ConfigError("IA3 target_modules matched no module")
         return wrapped
+
+    @classmethod
+    def increments(cls, model, initial):
+        """The learned scaling vectors minus one (`<layer>.ia3_l`; no rescaling = 1) + the head."""
+        from .base import trained_minus_initial
+
+        out = {n: (p.detach() - 1.0).cpu() for n, p in model.named_parameters() if p.requires_grad and ".ia3_l" in n}
+        out.update(trained_minus_initial(model, initial, skip=lambda n: ".ia3_l" in n))
+        return out

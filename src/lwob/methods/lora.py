@@ -36,3 +36,8 @@ class LoRA(Method):
             bias="none",
         )
         return _peft.wrap(model, config)
+
+    @classmethod
+    def increments(cls, model, initial):
+        """The merged low-rank update B A * alpha / r per adapted layer (+ the head)."""
+        return _peft.lora_increments(model, initial)

@@ -54,3 +54,33 @@ class PrefixTuning(Method):
             **kwargs,
         )
         return _peft.wrap(model, config)
+
+    @classmethod
+    def increments(cls, model, initial):
+        """The learned prefixes (there is no base value): per layer i, the key and value
+        prefixes the layer attends to, `<layers>.<i>.prefix.key|value` of shape
+        (num_virtual_tokens, hidden) (after the projection MLP when prefix_projection);
+        plus the head as trained minus initial."""
+        import torch
+
+        from .base import encoder_layers, trained_minus_initial
+
+        config = model.active_peft_config
+        encoder = model.prompt_encoder[model.active_adapter]
+        tokens = model.prompt_tokens[model.active_adapter][: config.num_virtual_tokens]
+        was_training = encoder.training
+        encoder.eval()
+        with torch.no_grad():
+            kv = encoder(tokens.unsqueeze(0).to(encoder.embedding.weight.device))[0].detach().cpu()
+        encoder.train(was_training)
+        n, L = config.num_virtual_tokens, config.num_layers
+        kv = kv.view(n, L * 2, config.token_dim)
+        base = model.get_base_model()
+        layers = encoder_layers(base)
+        prefix = next(name for name, m in base.named_modules() if m is layers)
+        out = {}
+        for i in range(L):
+            out[f"{prefix}.{i}.prefix.key"] = kv[:, 2 * i].clone()
+            out[f"{prefix}.{i}.prefix.value"] = kv[:, 2 * i + 1].clone()
+        out.update(trained_minus_initial(model, initial, skip=lambda n: "prompt_encoder" in n))
+        return out
