@@ -21,6 +21,12 @@ except (ConfigError, DataError) as err:
 # Jobs import the package from this checkout, in any software environment (venv, conda).
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in [str(REPO / "src"), os.environ.get("PYTHONPATH")] if p))
 
+# SLURM array jobs (profile `slurm-array-jobs`) only ever group jobs with identical rule,
+# attempt and resources, and never hold a job back (docs/CLUSTER.md, "Array jobs").
+if "snakemake_executor_plugin_slurm" in sys.modules:
+    if not cfg.homogeneous_slurm_arrays(sys.modules["snakemake_executor_plugin_slurm"]):
+        sys.stderr.write("Warning: unknown SLURM executor plugin version: array jobs may mix resources.\n")
+
 RUNS = cfg.runs(config)
 STUDIES = cfg.enabled_studies(config)
 # Eval sets of optional datasets whose files are absent are skipped here and flagged in
