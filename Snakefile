@@ -21,6 +21,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
+include: "rules/analysis.smk"
 
 
 rule all:

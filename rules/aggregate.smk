@@ -42,6 +42,7 @@ rule table:
 rule figure:
     input:
         metrics="results/metrics.csv",
+        runs=lambda wc: ["results/runs.csv"] if STUDIES[wc.study].get("figure") == "budget" else [],
     output:
         pdf="results/figures/{study}.pdf",
         png=report("results/figures/{study}.png", caption="../reports/captions/figure.rst", category="Figures", subcategory="{study}"),

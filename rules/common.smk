@@ -24,11 +24,14 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in [str(REPO / "src"), os.e
 # SLURM array jobs (profile `slurm-array-jobs`) only ever group jobs with identical rule,
 # attempt and resources, and never hold a job back (docs/CLUSTER.md, "Array jobs").
 if "snakemake_executor_plugin_slurm" in sys.modules:
-    if not cfg.homogeneous_slurm_arrays(sys.modules["snakemake_executor_plugin_slurm"]):
+    from lwob.slurm import homogeneous_slurm_arrays
+
+    if not homogeneous_slurm_arrays(sys.modules["snakemake_executor_plugin_slurm"]):
         sys.stderr.write("Warning: unknown SLURM executor plugin version: array jobs may mix resources.\n")
 
 RUNS = cfg.runs(config)
 STUDIES = cfg.enabled_studies(config)
+FIGURE1 = cfg.figure1_runs(config)  # method -> run whose increments Figure 1 shows (empty: no Figure 1)
 # Eval sets of optional datasets whose files are absent are skipped here and flagged in
 # the tables and the report (SKIPPED), never silently dropped.
 EVAL_SETS = {t: cfg.available_eval_sets(config, t) for t in {r.task for r in RUNS}}
@@ -54,6 +57,8 @@ localrules:
     aggregate,
     table,
     figure,
+    increment_table,
+    figure1,
 
 
 def final_outputs():
@@ -63,6 +68,8 @@ def final_outputs():
         "results/metrics.csv",
         "results/summary.csv",
         "results/runs.csv",
+        *(["results/increments.csv"] if cfg.increments_config(config) else []),
+        *(expand("results/figures/figure1.{ext}", ext=["pdf", "png"]) if FIGURE1 else []),
     ]
 
 
@@ -91,6 +98,17 @@ def eval_set_part_spec(wildcards):
     return cfg.eval_set_part_spec(config, wildcards.task, wildcards.eval_set)
 
 
+def trained_run(wildcards):
+    """A finished run's files and what rebuilds its model (evaluation and weight analysis)."""
+    run = f"results/runs/{wildcards.model}/{wildcards.task}/{wildcards.method}/seed{wildcards.seed}"
+    return {
+        "weights": f"{run}/weights.safetensors",
+        "record": f"{run}/train.json",
+        "data": f"data/tokenized/{wildcards.model}/{wildcards.task}/meta.json",
+        "model": f"resources/models/{wildcards.model}.json",
+    }
+
+
 def eval_parts(wildcards):
     return [f"data/tokenized/{wildcards.model}/{wildcards.task}/eval/{es}.json" for es in EVAL_SETS[wildcards.task]]
 
@@ -103,15 +121,19 @@ def run_method(wildcards):
     return cfg.method_spec(config, wildcards.method)
 
 
-def job_resource(name):
-    """One resource of a training or evaluation job, from the model's entry in the config.
+def job_resource(name, per_run=False):
+    """One resource of a job of a run, from the model's entry in the config; with per_run
+    (training), times the run's processes (training.processes).
 
     Memory and runtime grow with the attempt, so a job retried after running out of
     memory or time asks for more.
     """
 
     def get(wildcards, attempt):
-        res = cfg.run_resources(config, wildcards.model)
+        if per_run:
+            res = cfg.train_resources(config, wildcards.model, wildcards.task, wildcards.method)
+        else:
+            res = cfg.run_resources(config, wildcards.model)
         scaled = {"mem_mb": res["mem_mb"] * attempt, "runtime": res["runtime_min"] * attempt}
         return scaled.get(name, res.get(name) or (0 if name == "gpus" else ""))
 
@@ -124,6 +146,11 @@ def slurm_placement(partition_kind):
 
 def threads_of(wildcards):
     return cfg.run_resources(config, wildcards.model)["cpus"]
+
+
+def train_threads(wildcards):
+    """A training job's CPUs, shared by its processes (training.processes)."""
+    return cfg.train_resources(config, wildcards.model, wildcards.task, wildcards.method)["cpus"]
 
 
 def reference_input(wildcards):

@@ -4,11 +4,8 @@
 
 rule evaluate:
     input:
-        weights="results/runs/{model}/{task}/{method}/seed{seed}/weights.safetensors",
-        record="results/runs/{model}/{task}/{method}/seed{seed}/train.json",
-        data="data/tokenized/{model}/{task}/meta.json",
+        unpack(trained_run),
         eval_parts=eval_parts,
-        model="resources/models/{model}.json",
     output:
         metrics="results/eval/{model}/{task}/{method}/seed{seed}.json",
         predictions="results/eval/{model}/{task}/{method}/seed{seed}.predictions.parquet",

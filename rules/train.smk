@@ -18,13 +18,13 @@ rule train:
         method=run_method,
         hyperparameters=run_hyperparameters,
         code=cfg.code_version("training", "checkpoint", "methods", "models", "tasks", "qa", "registry"),
-    threads: threads_of
+    threads: train_threads
     resources:
-        mem_mb=job_resource("mem_mb"),
-        runtime=job_resource("runtime"),
-        cpus_per_task=job_resource("cpus"),
-        gpu=job_resource("gpus"),
-        gpu_model=job_resource("gpu_model"),
+        mem_mb=job_resource("mem_mb", per_run=True),
+        runtime=job_resource("runtime", per_run=True),
+        cpus_per_task=job_resource("cpus", per_run=True),
+        gpu=job_resource("gpus", per_run=True),
+        gpu_model=job_resource("gpu_model", per_run=True),
         **slurm_placement("gpu"),
     conda:
         "../envs/train.yaml"

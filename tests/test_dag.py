@@ -19,9 +19,13 @@ def test_slurm_profile_plans_the_full_paper_study():
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
     # Table 3: 2 models x 6 methods x 5 tasks; Table 4: 2 models x 8 methods (LoRA ranks 8, 16,
-    # 32); Table 5: OPT-13B x 5 methods; 5 seeds each.
-    assert jobs["train"] == (2 * 6 * 5 + 2 * 8 + 1 * 5) * 5
-    assert jobs["evaluate"] == jobs["train"]
+    # 32); Table 5: OPT-13B x 5 methods; Tables 9/10: top-k for k in 1, 3, 6, 12, 24 (24 only
+    # on RoBERTa-large: RoBERTa-base has 12 layers) on the 5 GLUE tasks and SQuAD; the GLUE
+    # budget study adds LoRA ranks 16 and 32 there; 5 seeds each.
+    topk = 4 + 5
+    assert jobs["train"] == (2 * 6 * 5 + 2 * 8 + 1 * 5 + topk * 5 + topk + 2 * 2 * 5) * 5
+    assert jobs["evaluate"] == jobs["increments"] == jobs["train"]
+    assert jobs["increment_module"] == 4 and jobs["figure1"] == jobs["increment_table"] == 1
     # 5 GLUE tasks + 6 AdvGLUE sets + SQuAD; the adversarial SQuAD files are not in this
     # checkout (optional, user-supplied): skipped and flagged, not downloaded.
     assert jobs["download"] == 12
@@ -29,7 +33,7 @@ def test_slurm_profile_plans_the_full_paper_study():
     assert jobs["tokenize"] == 2 * 5 + 2 + 1
     # GLUE/AdvGLUE eval sets (12 per RoBERTa model) + SQuAD dev for 3 model x task pairs
     assert jobs["tokenize_eval"] == 2 * 12 + 3
-    assert jobs["table"] == jobs["figure"] == 3 and jobs["aggregate"] == 1
+    assert jobs["table"] == jobs["figure"] == 7 and jobs["aggregate"] == 1
 
 
 def test_training_jobs_ask_for_gpus_and_scale_with_model(tmp_path):

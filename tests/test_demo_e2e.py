@@ -67,13 +67,16 @@ def test_demo_outputs(demo):
     assert mean["adv"] < mean["origin"] - 0.02, mean
     assert mean["origin"] > 0.7, mean
     runs = pd.read_csv(demo / "results/runs.csv")
-    assert len(runs) == len(demo_runs(cfg)) == 6 * 2 * 5 + (8 + 5) * 2
+    # Table 3 (5 seeds); Tables 4, 5 (2 seeds); Tables 9, 10 add top-1/3/6 on 2 + 1 tasks and
+    # the budget study LoRA r=64 (2 seeds).
+    assert len(runs) == len(demo_runs(cfg)) == 6 * 2 * 5 + (8 + 5) * 2 + 3 * 3 * 2 + 2
     assert (runs.filter(like="trainable").iloc[:, 0] > 0).all()
-    for study in ["table3", "table4", "table5"]:
+    studies = ["table3", "table4", "table5", "table9", "table10", "budget_squad"]
+    for study in [*studies, "figure1"]:
         for ext in ["pdf", "png"]:
             assert (demo / f"results/figures/{study}.{ext}").stat().st_size > 1000
     html = (demo / "results/report.html").read_text(errors="replace")
-    assert all(s in html for s in ["table3", "table4", "table5"]) and len(html) > 10000
+    assert all(s in html for s in [*studies, "figure1", "increments.csv"]) and len(html) > 10000
 
 
 def test_demo_qa_tables(demo):
@@ -131,7 +134,7 @@ def test_template_edit_reruns_only_tables(demo):
     template.write_text(template.read_text() + "\n")
     result = snakemake(demo, "all", "-n", *DEMO)
     assert result.returncode == 0
-    assert planned_jobs(result) == {"table": 3, "all": 1}
+    assert planned_jobs(result) == {"table": 6, "all": 1}
 
 
 def test_supplying_an_optional_set_evaluates_without_retraining(demo):
@@ -155,6 +158,35 @@ def test_supplying_an_optional_set_evaluates_without_retraining(demo):
     jobs = planned_jobs(result)
     assert "train" not in jobs and "tokenize" not in jobs, jobs
     assert jobs["download"] == 1 and jobs["tokenize_eval"] == 2  # minilm and minilm-causal
-    assert jobs["evaluate"] == (8 + 5) * 2  # every QA run, none of the classification runs
+    assert jobs["evaluate"] == (8 + 5 + 3 + 1) * 2  # every QA run, none of the classification runs
     # Tables and figures read the aggregated CSVs, so all are redrawn (Table 3's unchanged).
-    assert jobs["aggregate"] == 1 and jobs["table"] == jobs["figure"] == 3
+    assert jobs["aggregate"] == 1 and jobs["table"] == jobs["figure"] == 6
+
+
+def test_budget_studies_and_figure1(demo):
+    """Tables 9/10 (top-k vs FFT), the budget figures and Figure 1 from the demo's runs."""
+    tex = (demo / "results/tables/table9.tex").read_text()
+    assert all(f"({m})" in tex for m in ["Top-1", "Top-3", "Top-6", "FFT"]) and "(Top-12)" not in tex
+    assert "Top-12 on MiniLM-L6 (k = 12 exceeds the model's 6 layers)" in tex
+    runs = pd.read_csv(demo / "results/runs.csv")
+    params = runs[runs.task == "demo-squad"].groupby("method")["trainable_params"].mean()
+    assert params["top1"] < params["top3"] < params["top6"] < params["fft"]
+    assert params["lora"] < params["lora-r16"] < params["lora-r32"] < params["lora-r64"]
+    stats = pd.read_csv(demo / "results/increments.csv")
+    assert len(stats[["model", "task", "method", "seed"]].drop_duplicates()) == len(runs)
+    bitfit = stats[(stats.method == "bitfit") & (stats.part == "layer")]
+    assert len(bitfit) and bitfit["name"].str.endswith("bias").all()
+    shown = pd.read_csv(demo / "results/increments/figure1.csv").set_index("method")
+    assert set(shown.index) == {"fft", "lora", "adalora", "bitfit", "ia3", "prefix"}
+    assert (shown["n"] > 0).all()
+
+
+def test_choosing_another_module_reruns_only_figure1(demo):
+    config = yaml.safe_load((demo / "config/demo.yaml").read_text())
+    config["increments"]["module"] = "-2.attention.self.key"
+    changed = demo / "config/demo-module.yaml"
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(demo, "all", "-n", "--profile", "profiles/local", "--configfile", str(changed))
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Only the methods shown at the default module (ia3 and prefix have their own selector).
+    assert planned_jobs(result) == {"increment_module": 4, "figure1": 1, "all": 1}

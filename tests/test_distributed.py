@@ -81,9 +81,18 @@ def test_fsdp_refuses_a_method_that_reads_whole_matrices(tokenized, tmp_path, pa
     paper_config["methods"]["adalora"]["training"] = {"processes": 2, "parallel": "fsdp"}
     with pytest.raises(ConfigError, match=r"run [^ ]+/adalora: method type .adalora. cannot train under FSDP"):
         cfg.validate(paper_config, cfg_schema(), base_dir=".")
-    paper_config["methods"]["adalora"]["training"] = {"processes": 4}  # ddp, but one GPU per job
-    with pytest.raises(ConfigError, match=r"processes is 4 but the job asks for 1 GPU"):
-        cfg.validate(paper_config, cfg_schema(), base_dir=".")
+
+
+def test_a_multi_process_run_asks_for_resources_per_process(paper_config):
+    from lwob import config as cfg
+
+    one = cfg.train_resources(paper_config, "opt-13b", "squad-1k", "lora")
+    fft = cfg.train_resources(paper_config, "opt-13b", "squad-1k", "fft")
+    assert cfg.hyperparameters(paper_config, "opt-13b", "squad-1k", "fft")["parallel"] == "fsdp"
+    n = cfg.hyperparameters(paper_config, "opt-13b", "squad-1k", "fft")["processes"]
+    assert n > 1 and one["gpus"] == 1
+    assert {k: fft[k] for k in ("gpus", "cpus", "mem_mb")} == {k: one[k] * n for k in ("gpus", "cpus", "mem_mb")}
+    assert fft["runtime_min"] == one["runtime_min"]
 
 
 def test_local_rows_split_each_batch_and_keep_the_gradient_scale():

@@ -66,6 +66,9 @@ def _coerce_numbers(config: dict) -> None:
         for entry in (config.get(section) or {}).values():
             if isinstance(entry, dict):
                 blocks.append(entry.get("training"))
+                per_method = entry.get("method_training")
+                if isinstance(per_method, dict):
+                    blocks.extend(per_method.values())
     for block in blocks:
         if not isinstance(block, dict):
             continue
@@ -108,6 +111,11 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
                         f"config key 'studies.{study_name}.{section}[{i}]': unknown {section[:-1]} "
                         f"'{name}' (defined: {', '.join(config[section])})"
                     )
+    for model_name, model in config["models"].items():
+        for method_name in model.get("method_training") or {}:
+            if method_name not in config["methods"]:
+                raise ConfigError(f"config key 'models.{model_name}.method_training.{method_name}': unknown method "
+                                  f"(defined: {', '.join(config['methods'])})")
     from . import tasks as task_kinds
 
     for task_name, task in config["tasks"].items():
@@ -149,10 +157,7 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
 
     parsed = {}  # method name -> (class, options)
     for name, spec in config["methods"].items():
-        try:
-            cls = method_registry.get(spec["type"])
-        except ConfigError as e:
-            raise ConfigError(f"config key 'methods.{name}.type': {e}") from None
+        cls = method_class(config, name)
         parsed[name] = cls, method_registry.parse_options(spec["type"], spec.get("options") or {}, f"methods.{name}.options")
 
     limits = {}  # model name -> positions/layers, read once per model
@@ -176,21 +181,46 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
                 f"config keys 'methods.{run_method}' with 'tasks.{run_task}.max_length' on model '{run_model}': {e}"
             ) from None
         check_parallel(config, run_model, run_task, run_method, cls)
+    figure1_runs(config)  # raises ConfigError when the chosen runs are not in any study
     return config
 
 
+def increments_config(config: dict) -> dict | None:
+    """The enabled `increments` section, else None."""
+    inc = config.get("increments")
+    return inc if inc and inc.get("enabled", True) else None
+
+
+def figure1_runs(config: dict) -> dict[str, Run]:
+    """Method -> the run whose increments Figure 1 shows (`increments` model, task, seed)."""
+    inc = increments_config(config)
+    if inc is None:
+        return {}
+    known = set(runs(config))
+    out = {}
+    for i, method in enumerate(inc["methods"]):
+        run = Run(inc["model"], inc["task"], method, int(inc["seed"]))
+        if run not in known:
+            raise ConfigError(f"config key 'increments.methods[{i}]': run {run.path} is not part of any enabled "
+                              "study (Figure 1 reads the weights of finished runs; it never trains)")
+        out[method] = run
+    for method in inc.get("module_by_method") or {}:
+        if method not in out:
+            raise ConfigError(f"config key 'increments.module_by_method.{method}': not one of increments.methods")
+    return out
+
+
+def increment_selector(config: dict, method: str) -> str:
+    inc = increments_config(config) or {}
+    return (inc.get("module_by_method") or {}).get(method) or inc.get("module") or "default"
+
+
 def check_parallel(config: dict, model: str, task: str, method: str, method_cls) -> None:
-    """A run's `training.processes` fits its method and the GPUs its job asks for."""
+    """A run's `training.processes`/`parallel` suit its method."""
     from .distributed import check
 
     hp = hyperparameters(config, model, task, method)
-    processes, parallel = hp.get("processes", 1), hp.get("parallel", "ddp")
-    where = f"'training' of run {model}/{task}/{method}"
-    check(method_cls, processes, parallel, where)
-    gpus = run_resources(config, model)["gpus"]
-    if gpus and processes > gpus:
-        raise ConfigError(f"{where}: training.processes is {processes} but the job asks for {gpus} GPU(s) "
-                          f"(models.{model}.resources.gpus); one process per GPU")
+    check(method_cls, hp.get("processes", 1), hp.get("parallel", "ddp"), f"'training' of run {model}/{task}/{method}")
 
 
 # --------------------------------------------------------------------------- models
@@ -223,7 +253,9 @@ def model_limits(name: str, spec: dict, base_dir: str | os.PathLike = ".") -> di
 
 
 def enabled_studies(config: dict) -> dict:
-    return {k: v for k, v in config["studies"].items() if v.get("enabled", True)}
+    """The enabled studies, each with its `omitted` runs (omitted_methods)."""
+    return {k: {**v, "omitted": omitted_methods(config, v)}
+            for k, v in config["studies"].items() if v.get("enabled", True)}
 
 
 def study_seeds(config: dict, study: dict) -> list[int]:
@@ -231,12 +263,47 @@ def study_seeds(config: dict, study: dict) -> list[int]:
     return list(study.get("seeds") or config["seeds"])
 
 
+def method_class(config: dict, method: str):
+    """The Method class of a configured method (ConfigError naming the config key)."""
+    from . import methods as registry
+
+    try:
+        return registry.get(config["methods"][method]["type"])
+    except ConfigError as e:
+        raise ConfigError(f"config key 'methods.{method}.type': {e}") from None
+
+
+def omitted_methods(config: dict, study: dict, base_dir: str | os.PathLike = ".") -> dict[str, dict[str, str]]:
+    """{model: {method: reason}} of the study's runs that would repeat another run (e.g.
+    top-k layers with k above the model's depth): they are not trained, and the study's
+    table leaves their rows out and says why."""
+    from . import methods as registry
+
+    out: dict[str, dict[str, str]] = {}
+    for model in study["models"]:
+        num_layers = None
+        for method in study["methods"]:
+            spec = config["methods"][method]
+            cls = method_class(config, method)
+            if cls.redundant.__func__ is registry.Method.redundant.__func__:
+                continue
+            if num_layers is None:
+                num_layers = model_limits(model, config["models"][model], base_dir).get("num_layers")
+            options = registry.parse_options(spec["type"], spec.get("options") or {}, f"methods.{method}.options")
+            reason = cls.redundant(options, num_layers)
+            if reason:
+                out.setdefault(model, {})[method] = reason
+    return out
+
+
 def study_runs(config: dict, study: dict) -> list[Run]:
+    omitted = study["omitted"] if "omitted" in study else omitted_methods(config, study)
     return [
         Run(m, t, x, s)
         for m in study["models"]
         for t in study["tasks"]
         for x in study["methods"]
+        if x not in omitted.get(m, {})
         for s in study_seeds(config, study)
     ]
 
@@ -314,10 +381,12 @@ def skipped_eval_sets(config: dict, base_dir: str | os.PathLike = ".") -> dict:
 
 
 def hyperparameters(config: dict, model: str, task: str, method: str) -> dict:
-    """Defaults <- model <- task <- method: the fully resolved training settings of a run."""
+    """Defaults <- model <- task <- method <- the model's entry for the method
+    (`models.<model>.method_training.<method>`): the fully resolved training settings of a run."""
     hp = dict(config["training"])
     for layer in (config["models"][model], config["tasks"][task], config["methods"][method]):
         hp.update(layer.get("training") or {})
+    hp.update((config["models"][model].get("method_training") or {}).get(method) or {})
     return hp
 
 
@@ -326,11 +395,23 @@ def method_spec(config: dict, method: str) -> dict:
     return {"type": spec["type"], "options": dict(spec.get("options") or {})}
 
 
-def run_resources(config: dict, model: str) -> dict:
-    """Compute request of a training or evaluation job of this model."""
+def run_resources(config: dict, model: str, processes: int = 1) -> dict:
+    """Compute request of a training or evaluation job of this model.
+
+    A model's `resources` are per process: a run trained by several processes
+    (`training.processes`, lwob.distributed) asks for that many GPUs, CPUs and memory.
+    """
     res = dict(config.get("resources", {}).get("default") or {})
     res.update(config["models"][model].get("resources") or {})
-    return {"gpus": 0, "gpu_model": None, "cpus": 1, "mem_mb": 4000, "runtime_min": 60, **res}
+    res = {"gpus": 0, "gpu_model": None, "cpus": 1, "mem_mb": 4000, "runtime_min": 60, **res}
+    for k in ("gpus", "cpus", "mem_mb"):
+        res[k] *= processes
+    return res
+
+
+def train_resources(config: dict, model: str, task: str, method: str) -> dict:
+    """Compute request of a training job: its model's, times the run's processes."""
+    return run_resources(config, model, hyperparameters(config, model, task, method).get("processes", 1))
 
 
 def placement(config: dict) -> dict:
@@ -358,60 +439,6 @@ def slurm_resources(config: dict, partition_kind: str) -> dict:
         "qos": where["qos"],
     }
     return {k: v for k, v in wanted.items() if v}
-
-
-def array_batch_key(job) -> tuple:
-    """Jobs that may share one SLURM array: same rule, same attempt, same resources.
-
-    The SLURM executor plugin submits an array with its first job's resources, and a job's
-    resources depend on its model and grow with its attempt (retries), so only jobs that
-    agree on all of them may share an array.
-    """
-    resources = tuple(sorted((k, str(v)) for k, v in dict(job.resources.items()).items()))
-    return job.rule.name, job.attempt, resources
-
-
-def homogeneous_slurm_arrays(plugin) -> bool:
-    """Make the SLURM executor plugin (2.8) submit arrays of identical jobs only.
-
-    Plugin 2.8.0 batches the ready jobs of a rule into one array by rule name alone (the
-    array gets the first job's memory, runtime and GPUs), and when the scheduler hands it
-    fewer jobs of a rule than are still waiting (a `jobs` or rate limit binds), it keeps
-    them back and never submits them: the run hangs. This replaces its `run_jobs`: the
-    jobs it is handed are split by `array_batch_key`; a batch of two or more jobs of a rule
-    selected with `slurm-array-jobs` becomes one array, every other job is submitted alone.
-    Returns False (and changes nothing) when the plugin lacks the methods this relies on.
-    """
-    executor = getattr(plugin, "Executor", None)
-    if executor is None or not all(hasattr(executor, m) for m in ("_submit_job", "_submit_array_jobs")):
-        return False
-    if getattr(executor.run_jobs, "lwob_homogeneous", False):
-        return True
-
-    def run_jobs(self, jobs):
-        import asyncio
-
-        if getattr(self, "_main_event_loop", None) is None:
-            try:
-                self._main_event_loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._main_event_loop = None
-        selected = getattr(self, "array_jobs", set())
-        batches: dict[tuple, list] = {}
-        for job in jobs:
-            if job.is_group() or not ({"all", job.rule.name} & selected):
-                self._submit_job(job)
-            else:
-                batches.setdefault(array_batch_key(job), []).append(job)
-        for batch in batches.values():
-            if len(batch) > 1:
-                self._submit_array_jobs(batch)
-            else:
-                self._submit_job(batch[0])
-
-    run_jobs.lwob_homogeneous = True
-    executor.run_jobs = run_jobs
-    return True
 
 
 # --------------------------------------------------------------------------- code versions

@@ -182,18 +182,107 @@ def origin_vs_adv(metrics: pd.DataFrame, study: dict, tasks: dict, methods: dict
         fig.suptitle(f"{title}\nmean over seeds {', '.join(map(str, seeds)) or '(none)'}; "
                      f"error bars: std over seeds", fontsize=11)
 
-        FigureCanvasAgg(fig)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-        png = buf.getvalue()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": None, "Producer": None})
-        pdf = buf.getvalue()
+        png, pdf = render_bytes(fig, dpi)
     atomic_write_bytes(out_png, png)
     atomic_write_bytes(out_pdf, pdf)
     return data
 
 
-def write_study_figure(*, metrics_csv, study: dict, tasks: dict, methods: dict, models: dict, out_pdf, out_png):
-    """File-level entry point of the `figure` rule."""
-    return origin_vs_adv(pd.read_csv(metrics_csv), study, tasks, methods, models, out_pdf=out_pdf, out_png=out_png)
+#: Methods whose configurations form a line in the budget figure, by method type. FFT ends
+#: the top-k line (all layers and the embeddings train), as in the paper's Figure 3.
+BUDGET_FAMILIES = {"topk": "Top-k layers, FFT", "lora": "LoRA ranks"}
+FAMILY_COLORS = {"topk": "#4C72B0", "lora": "#C44E52"}
+POINT_COLORS = ["#55A868", "#8172B2", "#CCB974", "#64B5CD", "#937860", "#DA8BC3", "#8C8C8C"]
+
+
+def budget_data(metrics: pd.DataFrame, runs: pd.DataFrame, study: dict, tasks: dict, methods: dict) -> pd.DataFrame:
+    """Per model x method x split: the average over the study's columns (mean, std over seeds,
+    n) with the method's trainable parameters (mean over the study's runs of it) and family
+    (BUDGET_FAMILIES, or None for a single point)."""
+    data = figure_data(metrics, study, tasks)
+    data = data[data["column"] == "average"].drop(columns=["column", "display"])
+    ours = runs[runs["task"].isin(list(study["tasks"]))] if len(runs) else runs
+    params = ours.groupby(["model", "method"])["trainable_params"].mean() if len(ours) else pd.Series(dtype=float)
+    types = {m: methods[m]["type"] for m in study["methods"]}
+    has_topk = "topk" in types.values()
+    data["trainable_params"] = [params.get((mo, me), math.nan) for mo, me in zip(data["model"], data["method"])]
+    data["family"] = [("topk" if has_topk and types[m] == "fft" else types[m]) if types[m] in BUDGET_FAMILIES
+                      or (has_topk and types[m] == "fft") else None for m in data["method"]]
+    return data.reset_index(drop=True)
+
+
+def budget_figure(metrics: pd.DataFrame, runs: pd.DataFrame, study: dict, tasks: dict, methods: dict,
+                  models: dict, out_pdf, out_png, dpi: int = 150) -> pd.DataFrame:
+    """Score against trainable parameters (log axis): one panel per model and split (Origin,
+    Adv), one line per family (top-k layers ending at FFT, LoRA ranks), the other methods
+    as single points; error bars: std over seeds. Returns the plotted data."""
+    data = budget_data(metrics, runs, study, tasks, methods)
+    _, metric = figure_groups(study, tasks)
+    model_names = list(study["models"])
+    singles = [m for m in study["methods"] if data.loc[data["method"] == m, "family"].isna().all()]
+    point_color = {m: POINT_COLORS[i % len(POINT_COLORS)] for i, m in enumerate(singles)}
+    with matplotlib.style.context("default"), matplotlib.rc_context({"svg.hashsalt": "lwob", "pdf.fonttype": 42}):
+        fig = Figure(figsize=(min(4.6 * len(model_names) + 2.4, 22.0), 6.4), dpi=dpi, layout="constrained")
+        axes = fig.subplots(len(SPLITS), len(model_names), squeeze=False, sharex="col")
+        for j, model in enumerate(model_names):
+            for i, split in enumerate(SPLITS):
+                ax = axes[i][j]
+                sub = data[(data["model"] == model) & (data["split"] == split)]
+                for family, label in BUDGET_FAMILIES.items():
+                    line = sub[(sub["family"] == family) & np.isfinite(sub["mean"])
+                               & np.isfinite(sub["trainable_params"])].sort_values("trainable_params")
+                    if len(line):
+                        ax.errorbar(line["trainable_params"], line["mean"], yerr=line["std"].fillna(0.0),
+                                    color=FAMILY_COLORS[family], marker="o", ms=4, lw=1.4, capsize=2, label=label)
+                        for x, y, m in zip(line["trainable_params"], line["mean"], line["method"]):
+                            ax.annotate(method_display(m, methods), (x, y), textcoords="offset points",
+                                        xytext=(3, 4), fontsize=6, color=FAMILY_COLORS[family])
+                for m in singles:
+                    pt = sub[(sub["method"] == m) & np.isfinite(sub["mean"]) & np.isfinite(sub["trainable_params"])]
+                    if len(pt):
+                        ax.errorbar(pt["trainable_params"], pt["mean"], yerr=pt["std"].fillna(0.0), ls="none",
+                                    marker="s", ms=5, capsize=2, color=point_color[m], label=method_display(m, methods))
+                ax.set_xscale("log")
+                ax.grid(linewidth=0.4, alpha=0.5)
+                ax.set_title(f"{model_display(model, models)}: {SPLIT_DISPLAY[split]}", fontsize=9)
+                ax.tick_params(labelsize=7)
+                if j == 0:
+                    ax.set_ylabel(f"{metric.capitalize()} (%), average", fontsize=8)
+                if i == len(SPLITS) - 1:
+                    ax.set_xlabel("Trainable parameters (log scale)", fontsize=8)
+        handles, labels = {}, {}
+        for ax in axes.flat:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=7, frameon=False)
+        title = study.get("title") or "Score against trainable parameters"
+        fig.suptitle(f"{title}\nmean over seeds; error bars: std over seeds", fontsize=10)
+        png, pdf = render_bytes(fig, dpi)
+    atomic_write_bytes(out_png, png)
+    atomic_write_bytes(out_pdf, pdf)
+    return data
+
+
+def render_bytes(fig: Figure, dpi: int) -> tuple[bytes, bytes]:
+    """PNG and PDF bytes without timestamps, so reruns are byte-identical."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    png = buf.getvalue()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    return png, buf.getvalue()
+
+
+#: Figure kinds a study can ask for (`figure` key).
+FIGURES = ("robustness", "budget")
+
+
+def write_study_figure(*, metrics_csv, study: dict, tasks: dict, methods: dict, models: dict, out_pdf, out_png,
+                       runs_csv=None):
+    """File-level entry point of the `figure` rule: the study's `figure` kind."""
+    metrics = pd.read_csv(metrics_csv)
+    if study.get("figure", "robustness") == "budget":
+        return budget_figure(metrics, pd.read_csv(runs_csv), study, tasks, methods, models,
+                             out_pdf=out_pdf, out_png=out_png)
+    return origin_vs_adv(metrics, study, tasks, methods, models, out_pdf=out_pdf, out_png=out_png)

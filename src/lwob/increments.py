@@ -56,7 +56,6 @@ API::
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from dataclasses import dataclass, field
@@ -366,10 +365,10 @@ def load_selected(path) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def write_run_increments(*, model_dir, tokenized_dir, run_dir, method_type: str, method_options: dict,
-                         out_csv, out_selected, module: str | None = None, model_config: dict | None = None,
-                         threads: int | None = None) -> pd.DataFrame:
-    """File-level entry of a per-run rule: the increments of the run in `run_dir`
-    (weights.safetensors + train.json) -> `out_csv` (statistics, one row per tensor) and
+                         out_csv=None, out_selected=None, module: str | None = None,
+                         model_config: dict | None = None, threads: int | None = None) -> pd.DataFrame:
+    """File-level entry of the per-run rules: the increments of the run in `run_dir`
+    (weights.safetensors + train.json) -> `out_csv` (statistics, one row per tensor) and/or
     `out_selected` (the `module` selector's increments, for the figure). Returns the table."""
     import torch
 
@@ -384,10 +383,12 @@ def write_run_increments(*, model_dir, tokenized_dir, run_dir, method_type: str,
                           total_steps=record.get("total_steps"), model_config=model_config)
     ids = {"model": record.get("model"), "task": record.get("task"), "method": record.get("method"),
            "seed": seed, "method_type": method_type}
-    df = incs.stats(**ids)
-    selector = module if module not in (None, "default") else default_selector(incs.model_type)
-    save_selected(out_selected, incs.select(selector), {**ids, "selector": selector})
-    write_stats_csv(df, out_csv)
+    df = incs.stats(**ids) if out_csv is not None else None
+    if out_selected is not None:
+        selector = module if module not in (None, "default") else default_selector(incs.model_type)
+        save_selected(out_selected, incs.select(selector), {**ids, "selector": selector})
+    if out_csv is not None:
+        write_stats_csv(df, out_csv)
     return df
 
 
@@ -413,7 +414,7 @@ def increment_histograms(values: dict, out_pdf, out_png, *, labels: dict | None 
     """
     import matplotlib
     import matplotlib.style
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from .figures import render_bytes
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
@@ -481,13 +482,7 @@ def increment_histograms(values: dict, out_pdf, out_png, *, labels: dict | None 
             ax.set_xlabel("increment", fontsize=9)
             ax.set_ylabel("count (log)", fontsize=9)
         fig.suptitle(title or f"Weight increments of {module or 'the chosen module'}", fontsize=10)
-        FigureCanvasAgg(fig)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-        png = buf.getvalue()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": None, "Producer": None})
-        pdf = buf.getvalue()
+        png, pdf = render_bytes(fig, dpi)
     atomic_write_bytes(out_png, png)
     atomic_write_bytes(out_pdf, pdf)
     return summary
@@ -515,7 +510,13 @@ def write_increment_figure(*, selected: dict, out_pdf, out_png, methods: dict | 
         if md.get("module"):
             modules.append(md["module"])
         run_ids.append(md)
-    module = modules[0] if len(set(modules)) == 1 else (run_ids[0].get("selector", "") if run_ids else "")
+    selectors = [md.get("selector", "") for md in run_ids]
+    if len(set(selectors)) > 1:  # methods shown at different modules: say which, per panel
+        for (name, _), sel in zip(selected.items(), selectors):
+            labels[name] = f"{labels[name]} at {sel}"
+        module = "the chosen modules"
+    else:
+        module = modules[0] if len(set(modules)) == 1 else (selectors[0] if selectors else "")
     if title is None and run_ids:
         model = run_ids[0].get("model", "")
         shown_model = model_display(model, models or {}) if model else ""
@@ -526,3 +527,11 @@ def write_increment_figure(*, selected: dict, out_pdf, out_png, methods: dict | 
     if out_csv is not None:
         write_stats_csv(summary, out_csv)
     return summary
+
+
+def write_increment_table(*, stats_csvs, out_csv) -> pd.DataFrame:
+    """File-level entry of the `increment_table` rule: every run's statistics in one tidy table."""
+    frames = [pd.read_csv(p) for p in stats_csvs]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    write_stats_csv(df, out_csv)
+    return df

@@ -245,6 +245,12 @@ def _cell(index: dict, model: str, method: str, sources: list, scale: float) -> 
     return rec
 
 
+def study_methods(study: dict, model: str) -> list[str]:
+    """The study's methods that run on `model` (omitted ones, see config.omitted_methods, left out)."""
+    omitted = (study.get("omitted") or {}).get(model, {})
+    return [m for m in study["methods"] if m not in omitted]
+
+
 def build_rows(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, methods: dict,
                scale: float = 100.0, skipped: dict | None = None) -> tuple[list[Column], list[dict]]:
     """The study's columns and one record per row x column.
@@ -260,7 +266,7 @@ def build_rows(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, me
 
     records: list[dict] = []
     for model in study["models"]:
-        for method in study["methods"]:
+        for method in study_methods(study, model):
             label = f"{model_display(model, models)} ({method_display(method, methods)})"
             for c in columns:
                 rec = _cell(index, model, method, c.sources, scale)
@@ -339,7 +345,7 @@ def study_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, m
     blocks = []
     for model in study["models"]:
         rows = []
-        for method in study["methods"]:
+        for method in study_methods(study, model):
             recs = by_row[(model, method)]
             cells = [rf"\textbf{{{r['cell']}}}" if r["best"] else r["cell"]
                      for r in (recs[(c.group, c.sub)] for c in columns)]
@@ -357,6 +363,10 @@ def study_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, m
     if notes:
         legend += (f" {NOT_SUPPLIED}: set not supplied ({', '.join(latex_escape(n) for n in notes)}: optional "
                    f"files absent); averages are over the supplied sets.")
+    omitted = [f"{method_display(method, methods)} on {model_display(model, models)} ({reason})"
+               for model, by_method in (study.get("omitted") or {}).items() for method, reason in by_method.items()]
+    if omitted:
+        legend += f" Not run, as they would repeat another row: {latex_escape('; '.join(omitted))}."
     if study.get("caption"):
         caption = latex_escape(study["caption"])
     elif study.get("title"):

@@ -1,4 +1,4 @@
-"""Original vs adversarial accuracy per method, error bars over seeds."""
+"""A study's figure: Origin vs Adv per method, or score against trainable parameters (budget)."""
 from lwob.jobs import run_job
 
 cfg = snakemake.config
@@ -12,4 +12,5 @@ run_job(
     models=cfg["models"],
     out_pdf=snakemake.output.pdf,
     out_png=snakemake.output.png,
+    runs_csv=snakemake.input.runs[0] if snakemake.input.runs else None,
 )

@@ -58,6 +58,13 @@ class Method:
         """Config-time checks (raise ConfigError). Default: nothing to check."""
 
     @classmethod
+    def redundant(cls, options: Any, num_layers: int | None) -> str | None:
+        """Why a run of these options on a model of `num_layers` layers need not train (it
+        would repeat another run), else None. Such runs are left out of a study and its
+        table says why. Default: never."""
+        return None
+
+    @classmethod
     def build(cls, model, options: Any, ctx: MethodContext):
         """Freeze/wrap `model` and return the module to train."""
         raise NotImplementedError

@@ -27,6 +27,14 @@ class TopK(Method):
             ctx.notes["topk_capped"] = f"k={options.k} > {ctx.num_layers} layers: capped to {ctx.num_layers}"
 
     @classmethod
+    def redundant(cls, options, num_layers):
+        # The paper's k in {1, 3, 6, 12, 24} is capped at the model's depth: a larger k
+        # would train the same layers as k = depth.
+        if num_layers is not None and options.k > num_layers:
+            return f"k = {options.k} exceeds the model's {num_layers} layers"
+        return None
+
+    @classmethod
     def build(cls, model, options, ctx):
         layers = encoder_layers(model)
         if ctx.num_layers is None:

@@ -1,0 +1,86 @@
+# Weight increments (lwob.increments): statistics of what every run changed, and the
+# paper's Figure 1 for the runs and module chosen in the config's `increments` section.
+# Both read saved weights and never retrain; choosing another module reruns only
+# increment_module and figure1.
+
+
+INCREMENT_CODE = cfg.code_version("increments", "training", "methods", "models", "tasks", "registry")
+
+
+rule increments:
+    input:
+        unpack(trained_run),
+    output:
+        stats="results/increments/{model}/{task}/{method}/seed{seed}.csv",
+    log:
+        "logs/increments/{model}/{task}/{method}/seed{seed}.log",
+    params:
+        method=run_method,
+        code=INCREMENT_CODE,
+    threads: threads_of
+    resources:
+        mem_mb=job_resource("mem_mb"),
+        runtime=job_resource("runtime"),
+        cpus_per_task=job_resource("cpus"),
+        **slurm_placement("cpu"),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/increments.py"
+
+
+rule increment_module:
+    input:
+        unpack(trained_run),
+    output:
+        selected="results/increments/figure1/{model}/{task}/{method}/seed{seed}.safetensors",
+    log:
+        "logs/increments/figure1/{model}/{task}/{method}/seed{seed}.log",
+    params:
+        method=run_method,
+        module=lambda wc: cfg.increment_selector(config, wc.method),
+        code=INCREMENT_CODE,
+    threads: threads_of
+    resources:
+        mem_mb=job_resource("mem_mb"),
+        runtime=job_resource("runtime"),
+        cpus_per_task=job_resource("cpus"),
+        **slurm_placement("cpu"),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/increments.py"
+
+
+rule increment_table:
+    input:
+        stats=[f"results/increments/{r.path}.csv" for r in RUNS],
+    output:
+        csv=report("results/increments.csv", caption="../reports/captions/increments.rst", category="Weight increments"),
+    log:
+        "logs/increment_table.log",
+    params:
+        code=cfg.code_version("increments"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/increment_table.py"
+
+
+rule figure1:
+    input:
+        selected=[f"results/increments/figure1/{r.path}.safetensors" for r in FIGURE1.values()],
+    output:
+        pdf="results/figures/figure1.pdf",
+        png=report("results/figures/figure1.png", caption="../reports/captions/figure1.rst", category="Figures", subcategory="figure1"),
+        csv="results/increments/figure1.csv",
+    log:
+        "logs/figure/figure1.log",
+    params:
+        methods=list(FIGURE1),
+        increments=cfg.increments_config(config),
+        code=cfg.code_version("increments", "figures", "tables"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/figure1.py"
