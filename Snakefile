@@ -18,6 +18,7 @@ report: "reports/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/selection.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"

@@ -19,6 +19,26 @@ rule aggregate:
         "../workflow/scripts/aggregate.py"
 
 
+rule statistics:
+    input:
+        metrics="results/metrics.csv",
+        predictions=[f"results/eval/{r.path}.predictions.parquet" for r in RUNS],
+    output:
+        comparisons=report("results/statistics/comparisons.csv", caption="../reports/captions/comparisons.rst", category="Statistics"),
+        stability=report("results/statistics/stability.csv", caption="../reports/captions/stability.rst", category="Statistics"),
+        correlation=report("results/statistics/stability_correlation.csv", caption="../reports/captions/stability.rst", category="Statistics"),
+    log:
+        "logs/statistics.log",
+    params:
+        code=cfg.code_version("stats", "qa"),
+    resources:
+        **slurm_placement("cpu"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/statistics.py"
+
+
 rule table:
     input:
         summary="results/summary.csv",

@@ -31,6 +31,7 @@ if "snakemake_executor_plugin_slurm" in sys.modules:
 
 RUNS = cfg.runs(config)
 STUDIES = cfg.enabled_studies(config)
+SELECTED = cfg.selected_triples(config)  # (model, task, method) whose settings a grid chooses
 FIGURE1 = cfg.figure1_runs(config)  # method -> run whose increments Figure 1 shows (empty: no Figure 1)
 # Eval sets of optional datasets whose files are absent are skipped here and flagged in
 # the tables and the report (SKIPPED), never silently dropped.
@@ -46,6 +47,7 @@ wildcard_constraints:
     eval_set=r"[^/]+",
     study=r"[^/]+",
     seed=r"\d+",
+    cell=r"[^/]+",
 
 
 # Downloads run on the submit host, where the network is; the small CPU steps after
@@ -59,6 +61,8 @@ localrules:
     figure,
     increment_table,
     figure1,
+    select,
+    selection_table,
 
 
 def final_outputs():
@@ -68,7 +72,9 @@ def final_outputs():
         "results/metrics.csv",
         "results/summary.csv",
         "results/runs.csv",
+        *expand("results/statistics/{name}.csv", name=["comparisons", "stability", "stability_correlation"]),
         *(["results/increments.csv"] if cfg.increments_config(config) else []),
+        *(["results/selection.csv"] if SELECTED else []),
         *(expand("results/figures/figure1.{ext}", ext=["pdf", "png"]) if FIGURE1 else []),
     ]
 
@@ -111,6 +117,21 @@ def trained_run(wildcards):
 
 def eval_parts(wildcards):
     return [f"data/tokenized/{wildcards.model}/{wildcards.task}/eval/{es}.json" for es in EVAL_SETS[wildcards.task]]
+
+
+TRAIN_CODE = cfg.code_version("training", "checkpoint", "distributed", "methods", "models", "tasks", "qa", "registry")
+
+
+def selection_input(wildcards):
+    """The chosen grid cell of the run's (model, task, method), when a grid chooses its settings."""
+    if (wildcards.model, wildcards.task, wildcards.method) in SELECTED:
+        return f"results/selection/{wildcards.model}/{wildcards.task}/{wildcards.method}/chosen.json"
+    return []
+
+
+def grid_records(wildcards):
+    return [f"results/selection/{g.path}/train.json" for g in cfg.grid_runs(config)
+            if (g.run.model, g.run.task, g.run.method) == (wildcards.model, wildcards.task, wildcards.method)]
 
 
 def run_hyperparameters(wildcards):

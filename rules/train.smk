@@ -1,12 +1,14 @@
 # Training: one job per {model}/{task}/{method}/seed{seed}. Its params carry the fully
 # resolved hyperparameters and method options, so a config change reruns only the runs
-# it touches; `code` reruns them when the training code changes.
+# it touches; `code` reruns them when the training code changes. A run whose settings are
+# chosen on a grid (rules/selection.smk) also reads the chosen cell.
 
 
 rule train:
     input:
         data="data/tokenized/{model}/{task}/meta.json",
         model="resources/models/{model}.json",
+        selection=selection_input,
     output:
         weights="results/runs/{model}/{task}/{method}/seed{seed}/weights.safetensors",
         record="results/runs/{model}/{task}/{method}/seed{seed}/train.json",
@@ -17,7 +19,7 @@ rule train:
     params:
         method=run_method,
         hyperparameters=run_hyperparameters,
-        code=cfg.code_version("training", "checkpoint", "methods", "models", "tasks", "qa", "registry"),
+        code=TRAIN_CODE,
     threads: train_threads
     resources:
         mem_mb=job_resource("mem_mb", per_run=True),

@@ -12,11 +12,10 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .io import atomic_write_bytes, read_json
+from .stats import seed_ci
 
 RUN_KEYS = ["model", "task", "method", "seed"]
 METRIC_COLUMNS = [*RUN_KEYS, "eval_set", "kind", "column", "metric", "value", "n"]
@@ -127,18 +126,10 @@ def _summarise(metrics: pd.DataFrame) -> pd.DataFrame:
     grouped = metrics.sort_values("seed", kind="stable").groupby(SUMMARY_KEYS, sort=True, dropna=False)
     for key, g in grouped:
         values = g["value"].to_numpy(dtype=float)
-        n = int(len(values))
-        mean = float(np.mean(values))
-        if n > 1:
-            std = float(np.std(values, ddof=1))
-            sem = std / math.sqrt(n)
-            half = float(stats.t.ppf(0.975, n - 1)) * sem
-            lo, hi = mean - half, mean + half
-        else:
-            std = sem = lo = hi = math.nan
+        ci = seed_ci(values)
         out.append({
-            **dict(zip(SUMMARY_KEYS, key)), "mean": mean, "std": std, "n": n, "sem": sem,
-            "ci95_low": lo, "ci95_high": hi,
+            **dict(zip(SUMMARY_KEYS, key)), "mean": ci.mean, "std": ci.std, "n": ci.n, "sem": ci.sem,
+            "ci95_low": ci.low, "ci95_high": ci.high,
             "seeds": ",".join(str(int(s)) for s in g["seed"]),
             "values": ",".join(repr(float(v)) for v in values),
         })

@@ -10,6 +10,7 @@ file or value at fault, before any job runs.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -69,16 +70,29 @@ def _coerce_numbers(config: dict) -> None:
                 per_method = entry.get("method_training")
                 if isinstance(per_method, dict):
                     blocks.extend(per_method.values())
+    grids = (config.get("selection") or {}).get("grids")
+    for grid in (grids.values() if isinstance(grids, dict) else ()):
+        if isinstance(grid, dict):
+            for k, values in grid.items():
+                if k in _NUMERIC_HP and isinstance(values, list):
+                    grid[k] = [_number(v) for v in values]
     for block in blocks:
         if not isinstance(block, dict):
             continue
         for k in _NUMERIC_HP:
-            v = block.get(k)
-            if isinstance(v, str):
-                try:
-                    block[k] = float(v)
-                except ValueError:
-                    pass  # left for the schema to report with the key's name
+            if k in block:
+                block[k] = _number(block[k])
+
+
+def _number(value):
+    """YAML reads `1e-5` (no dot) as a string: make it a float; anything else stays for the
+    schema to report with the key's name."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
@@ -182,8 +196,23 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
             ) from None
         check_parallel(config, run_model, run_task, run_method, cls)
     figure1_runs(config)  # raises ConfigError when the chosen runs are not in any study
+    check_selection(config)
     return config
 
+
+def check_selection(config: dict) -> None:
+    sel = selection_config(config)
+    if sel is None:
+        return
+    for key in ("models", "tasks", "methods"):
+        for i, name in enumerate(sel.get(key) or []):
+            if name not in config[key]:
+                raise ConfigError(f"config key 'selection.{key}[{i}]': unknown {key[:-1]} '{name}'")
+    types = {spec["type"] for spec in config["methods"].values()}
+    for name in sel.get("grids") or {}:
+        if name not in config["methods"] and name not in types:
+            raise ConfigError(f"config key 'selection.grids.{name}': neither a method nor a method type in use "
+                              f"(methods: {', '.join(config['methods'])}; types: {', '.join(sorted(types))})")
 
 def increments_config(config: dict) -> dict | None:
     """The enabled `increments` section, else None."""
@@ -388,6 +417,76 @@ def hyperparameters(config: dict, model: str, task: str, method: str) -> dict:
         hp.update(layer.get("training") or {})
     hp.update((config["models"][model].get("method_training") or {}).get(method) or {})
     return hp
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def selection_config(config: dict) -> dict | None:
+    """The enabled `selection` section (hyperparameter grids chosen on validation), else None."""
+    sel = config.get("selection")
+    return sel if sel and sel.get("enabled", True) else None
+
+
+def selection_grid(config: dict, model: str, task: str, method: str) -> list[dict]:
+    """The grid cells (hyperparameter overrides) a run's settings are chosen from; [] when
+    the run is not selected (no section, filtered out, or no grid for the method's name or
+    type). Cells are the product of the grid's value lists, in key order."""
+    sel = selection_config(config)
+    if sel is None:
+        return []
+    for key, names in (("models", model), ("tasks", task), ("methods", method)):
+        if sel.get(key) is not None and names not in sel[key]:
+            return []
+    grids = sel.get("grids") or {}
+    grid = grids.get(method) or grids.get(config["methods"][method]["type"])
+    if not grid:
+        return []
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def cell_id(cell: dict) -> str:
+    """A path-safe name of a grid cell, e.g. `lr0.0001_warmup_ratio0.06`."""
+    return "_".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in cell.items())
+
+
+def selection_seeds(config: dict) -> list[int]:
+    return list((selection_config(config) or {}).get("seeds") or [config["seeds"][0]])
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One training run of a grid cell: `run` (its seed among the selection seeds) and `cell`."""
+
+    run: Run
+    cell: str
+
+    @property
+    def path(self) -> str:
+        r = self.run
+        return f"{r.model}/{r.task}/{r.method}/{self.cell}/seed{r.seed}"
+
+
+def selected_triples(config: dict) -> list[tuple[str, str, str]]:
+    """(model, task, method) of the study runs whose settings are chosen on a grid."""
+    triples = dict.fromkeys((r.model, r.task, r.method) for r in runs(config))
+    return [t for t in triples if selection_grid(config, *t)]
+
+
+def grid_runs(config: dict) -> list[GridRun]:
+    return [GridRun(Run(m, t, x, s), cell_id(cell))
+            for m, t, x in selected_triples(config)
+            for cell in selection_grid(config, m, t, x)
+            for s in selection_seeds(config)]
+
+
+def cell_hyperparameters(config: dict, model: str, task: str, method: str, cell: str) -> dict:
+    """A grid run's settings: the run's resolved ones with the cell's values."""
+    cells = {cell_id(c): c for c in selection_grid(config, model, task, method)}
+    if cell not in cells:
+        raise ConfigError(f"grid cell '{cell}' is not in the selection grid of {model}/{task}/{method}")
+    return {**hyperparameters(config, model, task, method), **cells[cell]}
 
 
 def method_spec(config: dict, method: str) -> dict:

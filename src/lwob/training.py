@@ -434,7 +434,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     out_dir.mkdir(parents=True, exist_ok=True)
     methods.save_trained(core, out_dir / "weights.safetensors", state=best_state)
     record = {
-        **{k: run_id[k] for k in ("model", "task", "method", "seed") if k in run_id},
+        **{k: run_id[k] for k in ("model", "task", "method", "cell", "seed") if k in run_id},
         "seed": int(seed),
         "task_kind": kind.name,
         "method_type": method_type,

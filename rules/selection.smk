@@ -1,0 +1,65 @@
+# Hyperparameter selection on the validation set (config `selection`, lwob.selection):
+# each grid cell of a selected (model, task, method) trains with the selection seeds,
+# `select` keeps the cell with the best mean validation score, and the study's runs of that
+# triple train with it (rules/train.smk reads chosen.json).
+
+
+rule train_cell:
+    input:
+        data="data/tokenized/{model}/{task}/meta.json",
+        model="resources/models/{model}.json",
+    output:
+        # Only the validation scores in the record are used: the weights are not kept.
+        weights=temp("results/selection/{model}/{task}/{method}/{cell}/seed{seed}/weights.safetensors"),
+        record="results/selection/{model}/{task}/{method}/{cell}/seed{seed}/train.json",
+    log:
+        "logs/train_cell/{model}/{task}/{method}/{cell}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/train_cell/{model}/{task}/{method}/{cell}/seed{seed}.tsv"
+    params:
+        method=run_method,
+        hyperparameters=lambda wc: cfg.cell_hyperparameters(config, wc.model, wc.task, wc.method, wc.cell),
+        code=TRAIN_CODE,
+    threads: train_threads
+    resources:
+        mem_mb=job_resource("mem_mb", per_run=True),
+        runtime=job_resource("runtime", per_run=True),
+        cpus_per_task=job_resource("cpus", per_run=True),
+        gpu=job_resource("gpus", per_run=True),
+        gpu_model=job_resource("gpu_model", per_run=True),
+        **slurm_placement("gpu"),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/train.py"
+
+
+rule select:
+    input:
+        records=grid_records,
+    output:
+        choice="results/selection/{model}/{task}/{method}/chosen.json",
+    log:
+        "logs/select/{model}/{task}/{method}.log",
+    params:
+        cells=lambda wc: {cfg.cell_id(c): c for c in cfg.selection_grid(config, wc.model, wc.task, wc.method)},
+        code=cfg.code_version("selection"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/select.py"
+
+
+rule selection_table:
+    input:
+        choices=[f"results/selection/{m}/{t}/{x}/chosen.json" for m, t, x in SELECTED],
+    output:
+        csv=report("results/selection.csv", caption="../reports/captions/selection.rst", category="Protocol"),
+    log:
+        "logs/selection_table.log",
+    params:
+        code=cfg.code_version("selection"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/selection_table.py"

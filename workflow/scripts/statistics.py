@@ -1,0 +1,13 @@
+"""FFT against every other method (paired t-test over seeds, paired bootstrap over examples,
+Holm/BH corrections, robustness gaps) and stability across seeds."""
+from lwob.jobs import run_job
+
+run_job(
+    snakemake,
+    "lwob.stats:write_statistics",
+    metrics_csv=snakemake.input.metrics,
+    predictions=list(snakemake.input.predictions),
+    out_comparisons_csv=snakemake.output.comparisons,
+    out_stability_csv=snakemake.output.stability,
+    out_correlation_csv=snakemake.output.correlation,
+)
