@@ -59,6 +59,25 @@ rule table:
         "../workflow/scripts/table.py"
 
 
+rule paper_table:
+    input:
+        table="results/tables/{study}.csv",
+        template=REPO / "reports/templates/paper_comparison.tex.j2",
+    output:
+        tex=report("results/tables/paper/{study}.tex", caption="../reports/captions/paper_table.rst", category="Paper side by side"),
+        csv=report("results/tables/paper/{study}.csv", caption="../reports/captions/paper_table.rst", category="Paper side by side"),
+    log:
+        "logs/paper_table/{study}.log",
+    params:
+        study=lambda wc: STUDIES[wc.study],
+        note=config.get("reference_note"),
+        code=cfg.code_version("tables"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/paper_table.py"
+
+
 rule figure:
     input:
         metrics="results/metrics.csv",

@@ -1,5 +1,6 @@
 # Config loading, validation and the input/param functions every rule uses.
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -31,6 +32,8 @@ if "snakemake_executor_plugin_slurm" in sys.modules:
 
 RUNS = cfg.runs(config)
 STUDIES = cfg.enabled_studies(config)
+# Studies shown beside the paper's numbers: those naming a paper table, when the config has them.
+PAPER_STUDIES = [name for name, study in STUDIES.items() if study.get("paper_table") and config.get("reference")]
 SELECTED = cfg.selected_triples(config)  # (model, task, method) whose settings a grid chooses
 FIGURE1 = cfg.figure1_runs(config)  # method -> run whose increments Figure 1 shows (empty: no Figure 1)
 # Eval sets of optional datasets whose files are absent are skipped here and flagged in
@@ -45,7 +48,7 @@ wildcard_constraints:
     method=r"[^/]+",
     dataset=r"[^/]+",
     eval_set=r"[^/]+",
-    study=r"[^/]+",
+    study="|".join(re.escape(name) for name in STUDIES) or "(?!)",  # only configured studies (not figure1)
     seed=r"\d+",
     cell=r"[^/]+",
 
@@ -63,12 +66,14 @@ localrules:
     figure1,
     select,
     selection_table,
+    paper_table,
 
 
 def final_outputs():
     return [
         *expand("results/tables/{study}.{ext}", study=STUDIES, ext=["tex", "csv"]),
         *expand("results/figures/{study}.{ext}", study=STUDIES, ext=["pdf", "png"]),
+        *expand("results/tables/paper/{study}.{ext}", study=PAPER_STUDIES, ext=["tex", "csv"]),
         "results/metrics.csv",
         "results/summary.csv",
         "results/runs.csv",

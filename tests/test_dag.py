@@ -34,6 +34,7 @@ def test_slurm_profile_plans_the_full_paper_study():
     # GLUE/AdvGLUE eval sets (12 per RoBERTa model) + SQuAD dev for 3 model x task pairs
     assert jobs["tokenize_eval"] == 2 * 12 + 3
     assert jobs["table"] == jobs["figure"] == 7 and jobs["aggregate"] == 1
+    assert jobs["paper_table"] == 5 and jobs["statistics"] == 1  # Tables 3, 4, 5, 9, 10 beside the paper
 
 
 def test_training_jobs_ask_for_gpus_and_scale_with_model(tmp_path):

@@ -273,3 +273,31 @@ def test_template_edit_is_used(tmp_path):
 def test_latex_escape():
     assert latex_escape("a_b & c%#$~^{}\\") == (r"a\_b \& c\%\#\$\textasciitilde{}\textasciicircum{}\{\}"
                                                 r"\textbackslash{}")
+
+
+def test_paper_column_alias_and_side_by_side_table(tmp_path):
+    """An eval set's `paper_column` finds the paper's column; the side-by-side table lists
+    every cell with a paper number: ours, theirs, the difference."""
+    import copy
+
+    from lwob.tables import paper_comparison
+
+    tasks = copy.deepcopy(TASKS)
+    summary = summary_for(tmp_path)
+    for es in tasks["sst2"]["eval_sets"].values():
+        es["column"], es["paper_column"] = "demo-sst2", "sst2"
+    summary["column"] = summary["column"].replace({"sst2": "demo-sst2"})
+    study = {**STUDY, "models": ["rb"], "paper_table": "table3", "title": "Mine"}
+    models = {"rb": {"display": "RoBERTa-base", "aliases": ["roberta-base"]}}
+    _, df = study_table(summary, study, tasks, models, METHODS_CFG, TEMPLATE, tmp_path / "t.tex", tmp_path / "t.csv",
+                        reference=pd.read_csv(REFERENCE))
+    r = df[(df.method == "fft") & (df.column == "demo-sst2") & (df.split == "origin")].iloc[0]
+    assert r["paper_mean"] == pytest.approx(94.8)
+    latex, side = paper_comparison(pd.read_csv(tmp_path / "t.csv"), study, REPO / "reports/templates/paper_comparison.tex.j2",
+                                   tmp_path / "p.tex", tmp_path / "p.csv", "mine", note="Stand-ins.")
+    assert len(side) == df["paper_mean"].notna().sum() > 0
+    assert set(side.method) == {"fft", "lora"}  # bit_fit has no alias of the paper's bitfit
+    row = side[(side.method == "fft") & (side.column == "demo-sst2") & (side.split == "origin")].iloc[0]
+    assert row["diff"] == pytest.approx(row["mean"] - 94.8)
+    assert r"\begin{longtable}" in latex and "94.80(0.50)" in latex and "Stand-ins." in latex
+    assert f"{row['diff']:+.2f}" in latex

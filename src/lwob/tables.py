@@ -75,6 +75,7 @@ class ColumnGroup:
     column: str
     display: str
     eval_sets: dict = field(default_factory=dict)  # split -> (task, eval_set name)
+    paper_names: tuple = ()  # the column's names in the paper's numbers (eval set `paper_column`)
 
 
 def column_groups(study: dict, tasks: dict) -> list[ColumnGroup]:
@@ -88,6 +89,7 @@ def column_groups(study: dict, tasks: dict) -> list[ColumnGroup]:
             if kind not in SPLITS:
                 continue
             group = groups.setdefault(column, ColumnGroup(column, column_display(column, task_name, task, es)))
+            group.paper_names = tuple(dict.fromkeys((*group.paper_names, es.get("paper_column") or column)))
             if kind in group.eval_sets:
                 other = group.eval_sets[kind]
                 raise ValueError(
@@ -151,7 +153,7 @@ def robustness_layout(study: dict, tasks: dict, skipped: dict | None = None) -> 
             reason = skipped.get(src[0], {}).get(src[1]) if src else None
             cols.append(Column(g.column, g.display, split, SPLIT_DISPLAY[split],
                                [(src[0], src[1], "accuracy")] if src and not reason else [],
-                               (g.column, split, "accuracy"), reason))
+                               (g.paper_names or (g.column,), split, "accuracy"), reason))
     for split in SPLITS:
         sources = [s for c in cols if c.sub == split for s in c.sources]
         cols.append(Column(AVERAGE, "Avg", split, SPLIT_DISPLAY[split], sources, (AVERAGE, split, "accuracy")))
@@ -216,9 +218,10 @@ def _reference_lookup(reference: pd.DataFrame | None, study: dict) -> dict:
 
 def _paper_value(lookup: dict, model: str, method: str, column: Column, models: dict, methods: dict):
     task, split, metric = column.ref
+    tasks = (task,) if isinstance(task, str) else task  # None: any task; a tuple: any of these names
     for (m, x, t, sp, me), value in lookup.items():
         if (m in _names(model, models.get(model)) and x in _names(method, methods.get(method))
-                and (task is None or t == task) and sp == split and me == metric):
+                and (tasks is None or t in tasks) and sp == split and me == metric):
             return value
     return None
 
@@ -403,3 +406,38 @@ def write_study_table(*, summary_csv, study: dict, tasks: dict, models: dict, me
     return study_table(pd.read_csv(summary_csv), study, tasks, models, methods,
                        template_path=template_path, out_tex=out_tex, out_csv=out_csv,
                        reference=reference, skipped=skipped)
+
+
+def paper_comparison(table: pd.DataFrame, study: dict, template_path, out_tex, out_csv,
+                     study_name: str, note: str | None = None) -> tuple[str, pd.DataFrame]:
+    """Ours beside the paper's numbers: one row per cell of the study's table (its CSV) that has
+    a paper value, with both mean(std) and the difference (ours minus paper, points)."""
+    rows = table[table["paper_mean"].notna()].copy()
+    rows["ours"] = [_fmt(m, s) if np.isfinite(m) else MISSING for m, s in zip(rows["mean"], rows["std"])]
+    rows["paper"] = [_fmt(m, s if np.isfinite(s) else None) for m, s in zip(rows["paper_mean"], rows["paper_std"])]
+    rows["difference"] = [f"{d:+.2f}" if np.isfinite(d) else MISSING for d in rows["diff"]]
+    context = {
+        "study": study_name,
+        "caption": latex_escape(
+            f"{study.get('title') or study_name}: ours beside the paper's {study.get('paper_table')} "
+            f"(mean(std) over seeds, %; difference = ours minus paper, points; {MISSING}: no result of ours)."
+            + (f" {note}" if note else "")),
+        "label": f"tab:{study_name}-vs-paper",
+        "rows": [{"label": latex_escape(r.row_label), "column": latex_escape(r.column_display),
+                  "sub": latex_escape(r.split), "ours": r.ours, "paper": r.paper, "diff": r.difference}
+                 for r in rows.itertuples(index=False)],
+    }
+    latex = _template_env(template_path).get_template(Path(template_path).name).render(**context)
+    atomic_write_bytes(out_tex, latex.encode())
+    cols = ["study", "model", "method", "row_label", "column", "column_display", "split", "metric", "mean", "std",
+            "paper_mean", "paper_std", "diff"]
+    df = rows.assign(study=study_name)[cols]
+    atomic_write_bytes(out_csv, df.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode())
+    return latex, df
+
+
+def write_paper_comparison(*, table_csv, study: dict, study_name: str, template_path, out_tex, out_csv,
+                           note: str | None = None):
+    """File-level entry point of the `paper_table` rule."""
+    return paper_comparison(pd.read_csv(table_csv), study, template_path, out_tex, out_csv, study_name, note)
+
