@@ -59,6 +59,26 @@ rule table:
         "../workflow/scripts/table.py"
 
 
+rule claims:
+    input:
+        summary="results/summary.csv",
+        comparisons="results/statistics/comparisons.csv",
+        runs="results/runs.csv",
+        figure1=["results/increments/figure1.csv"] if FIGURE1 else [],
+        template=REPO / "reports/templates/claims.html.j2",
+    output:
+        csv="results/claims.csv",
+        html=report("results/claims.html", caption="../reports/captions/claims.rst", category="Claims"),
+    log:
+        "logs/claims.log",
+    params:
+        code=cfg.code_version("claims", "stats"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/claims.py"
+
+
 rule paper_table:
     input:
         table="results/tables/{study}.csv",

@@ -67,6 +67,7 @@ localrules:
     select,
     selection_table,
     paper_table,
+    claims,
 
 
 def final_outputs():
@@ -78,6 +79,7 @@ def final_outputs():
         "results/summary.csv",
         "results/runs.csv",
         *expand("results/statistics/{name}.csv", name=["comparisons", "stability", "stability_correlation"]),
+        "results/claims.html",
         *(["results/increments.csv"] if cfg.increments_config(config) else []),
         *(["results/selection.csv"] if SELECTED else []),
         *(expand("results/figures/figure1.{ext}", ext=["pdf", "png"]) if FIGURE1 else []),
