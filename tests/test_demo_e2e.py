@@ -134,7 +134,7 @@ def test_template_edit_reruns_only_tables(demo):
     template.write_text(template.read_text() + "\n")
     result = snakemake(demo, "all", "-n", *DEMO)
     assert result.returncode == 0
-    assert planned_jobs(result) == {"table": 6, "all": 1}
+    assert planned_jobs(result) == {"table": 6, "paper_table": 5, "all": 1}  # side-by-side tables read them
 
 
 def test_supplying_an_optional_set_evaluates_without_retraining(demo):
@@ -190,3 +190,93 @@ def test_choosing_another_module_reruns_only_figure1(demo):
     assert result.returncode == 0, result.stderr[-3000:]
     # Only the methods shown at the default module (ia3 and prefix have their own selector).
     assert planned_jobs(result) == {"increment_module": 4, "figure1": 1, "all": 1}
+
+
+def test_selection_on_validation_and_statistics(demo):
+    """LoRA's and IA3's learning rates chosen on the validation set, then used by the study's
+    runs; FFT compared with every method (paired tests, corrections, gaps) from real runs."""
+    import json
+
+    sel = pd.read_csv(demo / "results/selection.csv")
+    assert len(sel) == 2 * 2 * 2  # (LoRA, IA3) x 2 tasks x 2 cells, seed 0
+    assert (sel.groupby(["task", "method"])["chosen"].sum() == 1).all()
+    for row in sel[sel.chosen].itertuples():
+        best = sel[(sel.task == row.task) & (sel.method == row.method)]["mean_val_score"].max()
+        assert row.mean_val_score == best
+        record = json.loads((demo / f"results/runs/minilm/{row.task}/{row.method}/seed42/train.json").read_text())
+        assert record["hyperparameters"]["lr"] == row.hp_lr
+        assert record["provenance"]["selection"]["cell"] == row.cell
+    comp = pd.read_csv(demo / "results/statistics/comparisons.csv")
+    cls = comp[(comp.model == "minilm") & (comp.task == "demo-sst2")]
+    assert set(cls.method) == {"lora", "adalora", "prefix", "ia3", "bitfit", "top1", "top3", "top6"}
+    five = cls[cls.method == "lora"]
+    assert (five.n_seeds == 5).all() and five.p_t.between(0, 1).all()
+    assert (comp.p_t_holm.dropna() >= comp.p_t.dropna().loc[comp.p_t_holm.dropna().index] - 1e-12).all()
+    assert (cls.boot_low <= cls.boot_diff).all() and (cls.boot_diff <= cls.boot_high).all()
+    adv = cls[cls.kind == "adv"]
+    assert adv.gap_ref.notna().all() and adv.gap_method.notna().all()
+    side = pd.read_csv(demo / "results/tables/paper/table3.csv")  # ours beside the paper (stand-ins)
+    assert len(side) and side["paper_mean"].notna().all() and set(side["column"]) >= {"demo-sst2", "demo-rte"}
+    assert "not a reproduction" in (demo / "results/tables/paper/table3.tex").read_text()
+    claims = pd.read_csv(demo / "results/claims.csv")
+    # The demo has every study a claim needs: each gets a verdict, none is "not evaluated".
+    assert len(claims) == 5 and set(claims.status) <= {"holds", "does not hold", "inconclusive"}, claims
+    page = (demo / "results/claims.html").read_text()
+    assert all(title in page for title in claims.title)
+    stab = pd.read_csv(demo / "results/statistics/stability.csv")
+    assert {"std", "stability_rank", "performance_rank"} <= set(stab.columns) and len(stab)
+
+
+# --------------------------------------------------------------------------- publication-ready outputs
+# pdflatex and headless Chromium on the demo's outputs; the tools, the standalone wrapper and
+# the report checks are shared with tests/test_publication.py (skipped without root/apt-get
+# when pdflatex or chromium is missing).
+
+from test_publication import (  # noqa: E402
+    assert_compiles, compile_table, console_errors, listed_paths, open_in_chromium, publication_tools, report_listing,
+)
+
+_ = publication_tools  # the session fixture, used by name below
+
+
+def _demo_studies(demo: Path) -> list[str]:
+    cfg = yaml.safe_load((demo / "config/demo.yaml").read_text())
+    return [name for name, s in cfg["studies"].items() if s.get("enabled", True)]
+
+
+def test_demo_tables_compile_with_pdflatex(demo, publication_tools, tmp_path):
+    """Every generated table (the studies' and the side-by-side ones under paper/), in the
+    standalone wrapper (article, booktabs, graphicx, longtable)."""
+    tables = sorted((demo / "results/tables").rglob("*.tex"))
+    assert {t.stem for t in tables} >= set(_demo_studies(demo)), tables
+    assert len([t for t in tables if t.parent.name == "paper"]) == 5  # Tables 3, 4, 5, 9, 10
+    failed = []
+    for tex in tables:
+        name = f"{tex.parent.name}-{tex.stem}"
+        result = compile_table(tex.read_text(), tmp_path / name, name, publication_tools.pdflatex)
+        if not result.ok:
+            failed.append((tex.name, result.returncode, result.errors, result.log[-1500:]))
+            continue
+        assert_compiles(result, tex.name)  # prints its warnings (overfull boxes), if any
+    assert not failed, failed
+
+
+def test_demo_report_opens_in_headless_chromium(demo, publication_tools, tmp_path):
+    """results/report.html in headless Chromium without network: its scripts run without an
+    error, the app renders its navigation, and it lists every table, figure and data file."""
+    dom, console = open_in_chromium(demo / "results/report.html", tmp_path, publication_tools.chromium)
+    listing = report_listing(dom)
+    assert listing["rendered"], dom[:3000]
+    assert not console_errors(console), console
+    assert not listing["external"], listing["external"]  # self-contained: opens offline
+    for category in ["Tables", "Figures", "Data", "Provenance", "Claims", "Statistics", "Protocol"]:
+        assert category in listing["nav"], listing["nav"][:40]
+    expected = {"results/increments.csv", "results/figures/figure1.png", "results/metrics.csv",
+                "results/summary.csv", "results/runs.csv", "results/claims.html", "results/selection.csv",
+                "results/statistics/comparisons.csv", "results/statistics/stability.csv",
+                "results/tables/paper/table3.tex"}
+    for study in _demo_studies(demo):
+        expected |= {f"results/tables/{study}.tex", f"results/tables/{study}.csv", f"results/figures/{study}.png"}
+        assert (demo / f"results/figures/{study}.pdf").read_bytes().startswith(b"%PDF")  # the vector twin
+    assert expected <= listed_paths(listing), sorted(expected - listed_paths(listing))
+    assert expected <= set(listing["results"]), sorted(expected - set(listing["results"]))

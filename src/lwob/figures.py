@@ -6,27 +6,70 @@ variants (Adv).
 
 Top row: one panel per model with, per method, the Origin and Adv accuracy averaged over the
 study's table columns. Below (when it stays readable): a grid of models x columns with the
-same bars per column. Built on a bare matplotlib Figure (Agg canvas, no pyplot state) and
-saved with fixed metadata so the PDF and PNG are byte-for-byte reproducible.
+same bars per column. Every figure (this one, the budget figure, Figure 1 in lwob.increments)
+draws a method in its colour (`method_color`: one colour per method type, shades for variants
+such as LoRA ranks) under its display name (lwob.tables.method_display); here the Origin bar
+is solid and the Adv bar lighter and hatched. Built on a bare matplotlib Figure (Agg canvas,
+no pyplot state) and saved with fixed metadata so the PDF and PNG are byte-for-byte
+reproducible.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import zlib
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.style
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from .io import atomic_write_bytes
 from .tables import SPLIT_DISPLAY, SPLITS, ColumnGroup, column_display, column_groups, method_display, model_display
 
-COLORS = {"origin": "#4C72B0", "adv": "#DD8452"}
 MAX_GRID_COLUMNS = 8  # beyond this the per-column grid is left out
+
+# --------------------------------------------------------------------------- method palette
+#: One colour per method type, shared by every figure (study figures, budget figures,
+#: Figure 1), so that a method has the same colour everywhere. Variants of a type (LoRA
+#: ranks, the top-k layers) take shades of their type's colour (`method_color`).
+METHOD_TYPE_COLORS = {"fft": "#4C72B0", "lora": "#C44E52", "adalora": "#DD8452", "prefix": "#8172B2",
+                      "ia3": "#55A868", "bitfit": "#937860", "topk": "#17A2B8", "adapter": "#DA8BC3",
+                      "vanilla": "#8C8C8C"}
+#: Colours of types not in METHOD_TYPE_COLORS (picked by the type's name, deterministically).
+SPARE_COLORS = ["#CCB974", "#8C8C8C", "#E377C2", "#7F7F7F", "#BCBD22"]
+#: Shades of the i-th variant of a type: > 0 mixes with white, < 0 with black.
+VARIANT_SHADES = (0.0, 0.38, -0.32, 0.6, -0.5, 0.2, -0.18)
+#: How the Adv bars of a study figure differ from the Origin bars of the same method.
+SPLIT_STYLE = {"origin": {"alpha": 1.0, "hatch": None}, "adv": {"alpha": 0.55, "hatch": "///"}}
+
+
+def method_type(name: str, methods: dict) -> str:
+    """The method's `type` in the config's methods block (its name when it has none)."""
+    return str((methods.get(name) or {}).get("type") or name)
+
+
+def _shade(color: str, amount: float) -> str:
+    rgb = np.array(matplotlib.colors.to_rgb(color))
+    mixed = rgb + (1.0 - rgb) * amount if amount >= 0 else rgb * (1.0 + amount)
+    return matplotlib.colors.to_hex(np.clip(mixed, 0.0, 1.0))
+
+
+def method_color(name: str, methods: dict) -> str:
+    """The colour of method `name` in every figure: its type's colour (METHOD_TYPE_COLORS),
+    shaded for the second, third, ... method of the same type in the config's `methods`
+    order (``lora`` the type's colour, ``lora-r16`` lighter, ``lora-r32`` darker). Depends
+    only on the methods block, not on the figure, so it is the same in every figure."""
+    mtype = method_type(name, methods)
+    base = METHOD_TYPE_COLORS.get(mtype) or SPARE_COLORS[zlib.crc32(mtype.encode()) % len(SPARE_COLORS)]
+    siblings = [m for m in methods if method_type(m, methods) == mtype]
+    index = siblings.index(name) if name in siblings else 0
+    return _shade(base, VARIANT_SHADES[index % len(VARIANT_SHADES)])
 
 
 def _stats(values: dict[int, float]) -> tuple[float, float]:
@@ -100,7 +143,9 @@ def figure_data(metrics: pd.DataFrame, study: dict, tasks: dict, scale: float = 
 
 
 def _bars(ax, data: pd.DataFrame, methods: list[str], labels: list[str], fontsize: float,
-          show_values: bool) -> None:
+          show_values: bool, colors: list[str]) -> None:
+    """Per method an Origin bar (solid, the method's colour) and an Adv bar (the same colour,
+    lighter and hatched)."""
     x = np.arange(len(methods))
     width = 0.38
     for i, split in enumerate(SPLITS):
@@ -110,7 +155,9 @@ def _bars(ax, data: pd.DataFrame, methods: list[str], labels: list[str], fontsiz
         pos = x + (i - 0.5) * width
         heights = np.where(np.isfinite(means), means, 0.0)
         err = np.where(np.isfinite(stds) & np.isfinite(means), stds, 0.0)
-        ax.bar(pos, heights, width, color=COLORS[split], label=SPLIT_DISPLAY[split],
+        style = SPLIT_STYLE[split]
+        face = [matplotlib.colors.to_rgba(c, style["alpha"]) for c in colors]
+        ax.bar(pos, heights, width, color=face, edgecolor=colors, linewidth=0.6, hatch=style["hatch"],
                yerr=err if np.any(err > 0) else None, capsize=2 if fontsize > 7 else 1,
                error_kw={"elinewidth": 0.8, "ecolor": "black"})
         for p, mval, e in zip(pos, means, err):
@@ -140,6 +187,7 @@ def origin_vs_adv(metrics: pd.DataFrame, study: dict, tasks: dict, methods: dict
     model_names = list(study["models"])
     method_names = list(study["methods"])
     labels = [method_display(x, methods) for x in method_names]
+    colors = [method_color(x, methods) for x in method_names]
     with_grid = 1 < len(groups) <= MAX_GRID_COLUMNS
     ncols_grid = len(groups) if with_grid else 0
 
@@ -155,20 +203,22 @@ def origin_vs_adv(metrics: pd.DataFrame, study: dict, tasks: dict, methods: dict
         axes = top.subplots(1, len(model_names), sharey=True, squeeze=False)[0]
         for ax, model in zip(axes, model_names):
             sub = data[(data["model"] == model) & (data["column"] == "average")]
-            _bars(ax, sub, method_names, labels, fontsize=9, show_values=True)
+            _bars(ax, sub, method_names, labels, fontsize=9, show_values=True, colors=colors)
             shown = ", ".join(g.display for g in groups)
             ax.set_title(f"{model_display(model, models)}: average over {len(groups)} column(s)", fontsize=10)
             if len(groups) > 1:
                 ax.set_xlabel(shown, fontsize=7, color="dimgray")
         axes[0].set_ylabel(f"{metric.capitalize()} (%)", fontsize=9)
-        axes[0].legend(loc="upper right", fontsize=8, frameon=False, ncols=2)
+        split_keys = [Patch(facecolor=matplotlib.colors.to_rgba("dimgray", st["alpha"]), edgecolor="dimgray",
+                            hatch=st["hatch"], label=SPLIT_DISPLAY[split]) for split, st in SPLIT_STYLE.items()]
+        axes[0].legend(handles=split_keys, loc="upper right", fontsize=8, frameon=False, ncols=2)
         if bottom is not None:
             grid = bottom.subplots(len(model_names), ncols_grid, sharey=True, squeeze=False)
             for i, model in enumerate(model_names):
                 for j, g in enumerate(groups):
                     ax = grid[i][j]
                     sub = data[(data["model"] == model) & (data["column"] == g.column)]
-                    _bars(ax, sub, method_names, labels, fontsize=6.5, show_values=False)
+                    _bars(ax, sub, method_names, labels, fontsize=6.5, show_values=False, colors=colors)
                     ax.set_title(f"{model_display(model, models)} / {g.display}", fontsize=7.5)
                     if i < len(model_names) - 1:
                         ax.tick_params(axis="x", labelbottom=False)
@@ -190,9 +240,9 @@ def origin_vs_adv(metrics: pd.DataFrame, study: dict, tasks: dict, methods: dict
 
 #: Methods whose configurations form a line in the budget figure, by method type. FFT ends
 #: the top-k line (all layers and the embeddings train), as in the paper's Figure 3.
-BUDGET_FAMILIES = {"topk": "Top-k layers, FFT", "lora": "LoRA ranks"}
-FAMILY_COLORS = {"topk": "#4C72B0", "lora": "#C44E52"}
-POINT_COLORS = ["#55A868", "#8172B2", "#CCB974", "#64B5CD", "#937860", "#DA8BC3", "#8C8C8C"]
+#: The line takes its type's colour (METHOD_TYPE_COLORS), each point its method's colour
+#: (`method_color`: FFT's point at the end of the top-k line in FFT's colour).
+BUDGET_FAMILIES = {"topk": "Top-k layers (to FFT)", "lora": "LoRA ranks"}
 
 
 def budget_data(metrics: pd.DataFrame, runs: pd.DataFrame, study: dict, tasks: dict, methods: dict) -> pd.DataFrame:
@@ -220,7 +270,7 @@ def budget_figure(metrics: pd.DataFrame, runs: pd.DataFrame, study: dict, tasks:
     _, metric = figure_groups(study, tasks)
     model_names = list(study["models"])
     singles = [m for m in study["methods"] if data.loc[data["method"] == m, "family"].isna().all()]
-    point_color = {m: POINT_COLORS[i % len(POINT_COLORS)] for i, m in enumerate(singles)}
+    color = {m: method_color(m, methods) for m in study["methods"]}
     with matplotlib.style.context("default"), matplotlib.rc_context({"svg.hashsalt": "lwob", "pdf.fonttype": 42}):
         fig = Figure(figsize=(min(4.6 * len(model_names) + 2.4, 22.0), 6.4), dpi=dpi, layout="constrained")
         axes = fig.subplots(len(SPLITS), len(model_names), squeeze=False, sharex="col")
@@ -232,16 +282,20 @@ def budget_figure(metrics: pd.DataFrame, runs: pd.DataFrame, study: dict, tasks:
                     line = sub[(sub["family"] == family) & np.isfinite(sub["mean"])
                                & np.isfinite(sub["trainable_params"])].sort_values("trainable_params")
                     if len(line):
+                        family_color = METHOD_TYPE_COLORS[family]
                         ax.errorbar(line["trainable_params"], line["mean"], yerr=line["std"].fillna(0.0),
-                                    color=FAMILY_COLORS[family], marker="o", ms=4, lw=1.4, capsize=2, label=label)
+                                    color=family_color, lw=1.4, capsize=2, label=label, zorder=2)
                         for x, y, m in zip(line["trainable_params"], line["mean"], line["method"]):
+                            is_fft = method_type(m, methods) == "fft"
+                            ax.plot([x], [y], ls="none", marker="s" if is_fft else "o", ms=5 if is_fft else 4.5,
+                                    color=color[m], zorder=3, label=method_display(m, methods) if is_fft else None)
                             ax.annotate(method_display(m, methods), (x, y), textcoords="offset points",
-                                        xytext=(3, 4), fontsize=6, color=FAMILY_COLORS[family])
+                                        xytext=(3, 4), fontsize=6, color=color[m])
                 for m in singles:
                     pt = sub[(sub["method"] == m) & np.isfinite(sub["mean"]) & np.isfinite(sub["trainable_params"])]
                     if len(pt):
                         ax.errorbar(pt["trainable_params"], pt["mean"], yerr=pt["std"].fillna(0.0), ls="none",
-                                    marker="s", ms=5, capsize=2, color=point_color[m], label=method_display(m, methods))
+                                    marker="s", ms=5, capsize=2, color=color[m], label=method_display(m, methods))
                 ax.set_xscale("log")
                 ax.grid(linewidth=0.4, alpha=0.5)
                 ax.set_title(f"{model_display(model, models)}: {SPLIT_DISPLAY[split]}", fontsize=9)

@@ -72,11 +72,6 @@ ID_COLUMNS = ["model", "task", "method", "seed", "method_type"]
 NAME_COLUMNS = ["name", "module", "param", "part", "layer", "submodule", "shape"]
 COLUMNS = ID_COLUMNS + NAME_COLUMNS + STAT_COLUMNS
 
-#: Figure colours per method type (tab10); unknown types take the next free colour.
-TYPE_COLORS = {"fft": "#1f77b4", "lora": "#ff7f0e", "adalora": "#2ca02c", "prefix": "#d62728",
-               "ia3": "#9467bd", "bitfit": "#8c564b", "topk": "#e377c2"}
-_SPARE_COLORS = ["#7f7f7f", "#bcbd22", "#17becf", "#4C72B0", "#DD8452"]
-
 
 # --------------------------------------------------------------------------- statistics
 
@@ -407,14 +402,16 @@ def increment_histograms(values: dict, out_pdf, out_png, *, labels: dict | None 
 
     `values`: method -> 1-D/any-shape array of increments, or None when the method has no
     increment in the module (its panel says so; in the overlay it is listed in the legend).
-    `labels`/`colors`/`params` (which tensor, e.g. weight/bias) per method are optional.
+    `labels`/`colors`/`params` (which tensor, e.g. weight/bias) per method are optional (colours
+    default to lwob.figures.method_color of the name, taken as the method type).
     `layout`: ``faceted`` (one panel per method, own x range) or ``overlay`` (one panel,
     shared bins). y axis: log count. Writes PDF and PNG (reproducible bytes); returns the
     plotted summary (method, label, param, n, std, mean_abs, kurtosis, max_abs).
     """
     import matplotlib
     import matplotlib.style
-    from .figures import render_bytes
+    from .figures import method_color, render_bytes
+    from .tables import method_display
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
@@ -422,8 +419,8 @@ def increment_histograms(values: dict, out_pdf, out_png, *, labels: dict | None 
         raise ValueError(f"layout must be faceted or overlay, got {layout!r}")
     labels, params, colors = dict(labels or {}), dict(params or {}), dict(colors or {})
     names = list(values)
-    spare = iter(_SPARE_COLORS * 4)
-    color = {m: colors.get(m) or TYPE_COLORS.get(m) or next(spare) for m in names}
+    # The figures' shared palette (lwob.figures.method_color); a bare name is taken as its type.
+    color = {m: colors.get(m) or method_color(m, {}) for m in names}
     rows = []
     data = {}
     for m in names:
@@ -431,7 +428,8 @@ def increment_histograms(values: dict, out_pdf, out_png, *, labels: dict | None 
         arr = None if v is None else np.asarray(v, dtype=np.float64).ravel()
         data[m] = arr
         s = summary_stats(arr) if arr is not None else {}
-        rows.append({"method": m, "label": labels.get(m, m), "param": params.get(m) if arr is not None else None,
+        rows.append({"method": m, "label": labels.get(m) or method_display(m, {}),
+                     "param": params.get(m) if arr is not None else None,
                      "n": int(arr.size) if arr is not None else 0,
                      **{k: s.get(k, math.nan) for k in ("std", "mean_abs", "kurtosis", "max_abs")}})
     summary = pd.DataFrame(rows, columns=["method", "label", "param", "n", "std", "mean_abs", "kurtosis", "max_abs"])
@@ -495,6 +493,7 @@ def write_increment_figure(*, selected: dict, out_pdf, out_png, methods: dict | 
     selected-module file (`write_run_increments`' out_selected; one run per method, in the
     order to draw). `methods`/`models`: the config's blocks (display names, method types for
     colours). Optionally writes the plotted summary to `out_csv`."""
+    from .figures import method_color
     from .tables import method_display, model_display
 
     methods = methods or {}
@@ -505,8 +504,10 @@ def write_increment_figure(*, selected: dict, out_pdf, out_png, methods: dict | 
         values[name] = tensors[p] if p else None
         params[name] = p
         labels[name] = method_display(name, methods)
-        mtype = (methods.get(name) or {}).get("type") or md.get("method_type") or name
-        colors[name] = TYPE_COLORS.get(mtype)
+        if name in methods:
+            colors[name] = method_color(name, methods)  # as in every other figure
+        else:
+            colors[name] = method_color(name, {name: {"type": md.get("method_type") or name}})
         if md.get("module"):
             modules.append(md["module"])
         run_ids.append(md)

@@ -1,0 +1,374 @@
+"""Publication-ready outputs: the generated LaTeX tables compile with pdflatex (Debian's TeX
+Live) and the HTML report opens in headless Chromium (Debian's chromium) without errors.
+
+A session fixture (`publication_tools`) makes pdflatex, booktabs and chromium available:
+used as found on PATH, else installed with tools/publish/install.sh (Debian packages
+texlive-latex-base, texlive-latex-recommended, chromium; needs root and apt-get, skipped
+otherwise; the tests using it are marked slow). The helpers here (`latex_document`,
+`compile_table`, `open_in_chromium`, `report_listing`) are shared with the demo's end-to-end
+tests (tests/test_demo_e2e.py), which compile every table of a full demo run and open its
+report.
+
+Here: a table of every layout (lwob.tables.LAYOUTS) rendered from small synthetic summaries
+with special characters in every name, "n/s" and "--" cells, omitted-row notes and bold best
+cells, compiled in a standalone wrapper; self-checks that a broken table and a page with a
+JavaScript error are caught; and that every figure colours and names a method alike
+(lwob.figures.method_color, lwob.tables.method_display).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+#: The tests that need pdflatex/chromium: slow, as they install Debian packages (about 170 MB
+#: to download, 570 MB on disk) on first use.
+needs_tools = pytest.mark.slow
+
+INSTALL = REPO / "tools" / "publish" / "install.sh"
+TEMPLATE = REPO / "reports" / "templates" / "robustness_table.tex.j2"
+CHROMIUM_NAMES = ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome")
+#: Packages the table template needs (see its header comment): booktabs rules, graphicx \resizebox.
+TABLE_PACKAGES = ("booktabs", "graphicx", "longtable")  # longtable: the side-by-side tables
+
+
+# --------------------------------------------------------------------------- tools
+
+
+@dataclass
+class PublicationTools:
+    pdflatex: str
+    chromium: str
+
+
+_TOOLS: PublicationTools | str | None = None  # the tools, or why they are unavailable
+
+
+def _find_tools() -> PublicationTools | None:
+    pdflatex = shutil.which("pdflatex")
+    chromium = next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+    if not pdflatex or not chromium or not shutil.which("kpsewhich"):
+        return None
+    found = subprocess.run(["kpsewhich", "booktabs.sty"], capture_output=True, text=True)
+    return PublicationTools(pdflatex, chromium) if found.returncode == 0 and found.stdout.strip() else None
+
+
+def install_publication_tools() -> PublicationTools | str:
+    """pdflatex (with booktabs) and chromium: as found, else installed with
+    tools/publish/install.sh. Returns the tools, or a string saying why they are not there.
+    Cached for the session (the tests of several modules share it)."""
+    global _TOOLS
+    if _TOOLS is not None:
+        return _TOOLS
+    tools = _find_tools()
+    if tools is None:
+        if os.name != "posix" or os.geteuid() != 0:
+            _TOOLS = "pdflatex/booktabs/chromium missing; installing them needs root (apt-get install)"
+        elif not shutil.which("apt-get") or not shutil.which("dpkg-query"):
+            _TOOLS = "pdflatex/booktabs/chromium missing; installing them needs apt-get (Debian or Ubuntu)"
+        else:
+            done = subprocess.run([str(INSTALL)], capture_output=True, text=True, timeout=1200)
+            tools = _find_tools()
+            if done.returncode != 0 or tools is None:
+                _TOOLS = (f"could not install TeX Live and chromium with apt-get (no package mirror?): "
+                          f"{(done.stdout + done.stderr)[-1500:]}")
+    if tools is not None:
+        _TOOLS = tools
+    return _TOOLS
+
+
+@pytest.fixture(scope="session")
+def publication_tools() -> PublicationTools:
+    tools = install_publication_tools()
+    if isinstance(tools, str):
+        pytest.skip(tools)
+    return tools
+
+
+# --------------------------------------------------------------------------- LaTeX
+
+
+def latex_document(table_tex: str, packages=TABLE_PACKAGES) -> str:
+    """A standalone document around a generated table (article class, the packages the
+    table template needs, no page numbers), for compiling a table on its own. Characters
+    missing from the fonts are logged (\\tracinglostchars), so that a check can see them."""
+    uses = "".join(f"\\usepackage{{{p}}}\n" for p in packages)
+    return ("\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n" + uses + "\\pagestyle{empty}\n"
+            "\\tracinglostchars=2\n\\begin{document}\n" + table_tex.rstrip("\n") + "\n\\end{document}\n")
+
+
+@dataclass
+class Compiled:
+    returncode: int
+    pdf: Path
+    log: str
+    errors: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # overfull/underfull boxes, other LaTeX warnings
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.pdf.is_file() and self.pdf.stat().st_size > 0 and not self.errors
+
+
+_ERROR_RE = re.compile(r"^(! .*|.*LaTeX Error.*|Missing character: .*)$", re.M)
+_WARNING_RE = re.compile(r"^((?:Overfull|Underfull) \\[hv]box.*|.*Warning: (?!Label\(s\) may have changed).*)$", re.M)
+
+
+def compile_table(table_tex: str, workdir: Path, name: str, pdflatex: str = "pdflatex") -> Compiled:
+    """Compile `table_tex` in the standalone wrapper with pdflatex (nonstop, halting at the
+    first error, no shell escape) in `workdir`; collect the log's errors and warnings."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / f"{name}.tex").write_text(latex_document(table_tex), encoding="utf-8")
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
+                           f"{name}.tex"], cwd=workdir, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    log_path = workdir / f"{name}.log"
+    log = log_path.read_text(errors="replace") if log_path.exists() else done.stdout + done.stderr
+    return Compiled(done.returncode, workdir / f"{name}.pdf", log, _ERROR_RE.findall(log), _WARNING_RE.findall(log))
+
+
+def assert_compiles(result: Compiled, what: str) -> None:
+    assert result.ok, f"{what}: pdflatex exit {result.returncode}, errors {result.errors}\n{result.log[-3000:]}"
+    if result.warnings:  # reported, not failed: overfull boxes are a matter of taste
+        print(f"{what}: {len(result.warnings)} LaTeX warning(s): {result.warnings[:5]}")
+
+
+# --------------------------------------------------------------------------- Chromium
+
+
+#: Console messages that mean something went wrong (Chromium logs every console level as INFO).
+CONSOLE_ERROR_RE = re.compile(r"Uncaught|error|failed|net::ERR_", re.I)
+_CONSOLE_RE = re.compile(r":CONSOLE[:(]\d+\)?\] (.*)$", re.M)
+
+
+def open_in_chromium(html: Path, workdir: Path, chromium: str = "chromium") -> tuple[str, list[str]]:
+    """Open `html` in headless Chromium with no network (every host name unresolvable, so a
+    report that loads anything from outside logs a failure), let its scripts run, and return
+    (the DOM after the scripts ran, the console messages)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [chromium, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--disable-extensions",
+           "--disable-dev-shm-usage", f"--user-data-dir={workdir / 'profile'}",
+           "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=15000",
+           "--enable-logging=stderr", "--v=0", "--dump-dom", Path(html).resolve().as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, f"chromium exit {done.returncode}: {done.stderr[-3000:]}"
+    return done.stdout, _CONSOLE_RE.findall(done.stderr)
+
+
+def console_errors(console: list[str]) -> list[str]:
+    return [m for m in console if CONSOLE_ERROR_RE.search(m)]
+
+
+def _script_var(dom: str, name: str) -> dict:
+    """The JSON object a report script assigns to `var <name> = {...};` ({} when absent)."""
+    m = re.search(rf"var {re.escape(name)} = (\{{.*?\}});\s*</script>", dom, flags=re.S)
+    return json.loads(m.group(1)) if m else {}
+
+
+_EXTERNAL_RE = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//[^\"'>\s]+", re.I)
+
+
+def report_listing(dom: str) -> dict:
+    """What a rendered Snakemake report offers, from the DOM after its scripts ran:
+    rendered (the app replaced the loading screen with content), nav (the rendered text),
+    categories ({category: {subcategory: [paths]}}, what the navigation lists), results (the
+    embedded result paths) and external (resources it would load from elsewhere)."""
+    body = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S | re.I)
+    app = body.split('<div id="app">', 1)[1] if '<div id="app">' in body else ""
+    text = [t.strip() for t in re.sub(r"<[^>]+>", "\n", app).splitlines() if t.strip()]
+    loading_hidden = bool(re.search(r'id="loading-screen" style="[^"]*display:\s*none', dom))
+    return {"rendered": loading_hidden and len(text) > 10, "nav": text,
+            "categories": _script_var(dom, "categories"), "results": list(_script_var(dom, "results")),
+            "external": _EXTERNAL_RE.findall(dom)}
+
+
+def listed_paths(listing: dict) -> set[str]:
+    return {p for sub in listing["categories"].values() for paths in sub.values() for p in paths}
+
+
+# --------------------------------------------------------------------------- tables of every layout
+
+ODD = r"A_b & c% #1 $x^2$ {y} ~z \ é"  # every character latex_escape handles, and a non-ASCII one
+MODELS = {"m_1": {"display": f"Model {ODD}"}, "m2": {}}
+METHODS = {"fft": {"type": "fft"}, "lo_ra": {"type": "lora", "display": f"LoRA {ODD}"},
+           "ia3": {"type": "ia3"}, "bit%fit": {"type": "bitfit"}}
+TASKS = {
+    "cls": {"display": f"SST {ODD}", "eval_sets": {
+        "origin": {"kind": "origin", "column": "cls"}, "adv": {"kind": "adv", "column": "cls"}}},
+    "nli": {"display": "MNLI", "eval_sets": {
+        "origin": {"kind": "origin", "column": "nli"}, "adv": {"kind": "adv", "column": "nli"},
+        "origin-mm": {"kind": "origin", "column": "nli-mm"}, "adv-mm": {"kind": "adv", "column": "nli-mm"}}},
+    "squad": {"display": "SQuAD", "eval_sets": {
+        "origin": {"kind": "origin"}, "addsent": {"kind": "adv", "column": "AS", "display": f"AS {ODD}"},
+        "addany": {"kind": "adv", "column": "AA"}, "addnegans": {"kind": "adv", "column": "ANA"}}},
+}
+STUDIES = {
+    "robustness_table": {"layout": "robustness_table", "models": ["m_1", "m2"], "methods": list(METHODS),
+                         "tasks": ["cls", "nli"], "title": f"Accuracy {ODD}",
+                         "omitted": {"m2": {"ia3": f"would repeat {ODD}"}}},
+    "qa_robustness_table": {"layout": "qa_robustness_table", "models": ["m_1", "m2"], "methods": list(METHODS),
+                            "tasks": ["squad"], "title": f"QA {ODD}",
+                            "omitted": {"m_1": {"bit%fit": "same as FFT_here"}}},
+}
+SKIPPED = {"nli": {"adv-mm": "optional file absent"}, "squad": {"addnegans": "optional file absent"}}
+SEEDS = [0, 42, 421]
+
+
+def synthetic_summary(study: dict) -> pd.DataFrame:
+    """results/summary.csv rows for `study`: three seeds per cell, except one cell with one
+    seed (no std) and one missing cell per model ("--")."""
+    rows = []
+    for mi, model in enumerate(study["models"]):
+        for xi, method in enumerate(study["methods"]):
+            for task in study["tasks"]:
+                for es, spec in TASKS[task]["eval_sets"].items():
+                    metrics = (["accuracy"] if study["layout"] == "robustness_table" else
+                               ["em", "f1"] if spec["kind"] == "origin" else ["adv_em", "adv_f1"])
+                    for k, metric in enumerate(metrics):
+                        if (xi, es, k) == (1, "adv", 0) and task == "cls":
+                            continue  # a missing result
+                        if (xi, es) == (2, "addany") and mi == 0:
+                            continue
+                        values = [0.4 + 0.1 * xi + 0.02 * mi + 0.01 * k + 0.005 * s for s in range(len(SEEDS))]
+                        seeds = SEEDS if xi != 3 else SEEDS[:1]
+                        values = values[:len(seeds)]
+                        mean = sum(values) / len(values)
+                        std = (pd.Series(values).std() if len(values) > 1 else float("nan"))
+                        rows.append({"model": model, "method": method, "task": task, "eval_set": es,
+                                     "kind": spec["kind"], "metric": metric, "mean": mean, "std": std,
+                                     "n": len(seeds), "seeds": ",".join(map(str, seeds)),
+                                     "values": ",".join(f"{v:.6f}" for v in values)})
+    return pd.DataFrame(rows)
+
+
+@needs_tools
+@pytest.mark.parametrize("layout", sorted(STUDIES))
+def test_every_layout_compiles_with_pdflatex(layout, publication_tools, tmp_path):
+    from lwob.tables import LAYOUTS, study_table
+
+    assert set(STUDIES) == set(LAYOUTS), "add a study of the new layout to STUDIES"
+    study = STUDIES[layout]
+    latex, df = study_table(synthetic_summary(study), study, TASKS, MODELS, METHODS, TEMPLATE,
+                            tmp_path / "t.tex", tmp_path / "t.csv", study_name=f"odd_{layout}",
+                            skipped=SKIPPED)
+    # The table exercises what can go wrong: escaped names, n/s, --, bold, the omitted-row note.
+    assert r"\_b \& c\% \#1 \$x\textasciicircum{}2\$ \{y\} \textasciitilde{}z \textbackslash{} é" in latex
+    assert "n/s" in latex and "--" in latex and r"\textbf{" in latex and "Not run" in latex
+    assert df["missing"].any() and df["best"].any() and df["skipped"].notna().any()
+    result = compile_table(latex, tmp_path / "pdf", layout, publication_tools.pdflatex)
+    assert_compiles(result, layout)
+    assert result.pdf.read_bytes().startswith(b"%PDF")
+
+
+@needs_tools
+def test_a_broken_table_is_caught(publication_tools, tmp_path):
+    bad = "\\begin{table}\\begin{tabular}{ll}\\toprule a & \\undefinedmacro \\\\\\bottomrule\\end{tabular}\\end{table}"
+    result = compile_table(bad, tmp_path, "bad", publication_tools.pdflatex)
+    assert not result.ok and any("Undefined control sequence" in e for e in result.errors), result.errors
+
+
+@needs_tools
+def test_a_script_error_in_a_page_is_caught(publication_tools, tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text('<html><body><div id="app">x</div><script>document.getElementById("app").textContent = '
+                    '"rendered"; null.boom();</script><img src="https://example.org/x.png"></body></html>')
+    dom, console = open_in_chromium(page, tmp_path / "chromium", publication_tools.chromium)
+    assert ">rendered<" in dom  # the DOM after the scripts ran
+    assert any("Uncaught TypeError" in e for e in console_errors(console)), console
+    assert report_listing(dom)["external"] == ['<img src="https://example.org/x.png']
+
+
+# --------------------------------------------------------------------------- one palette, one name per method
+
+
+def test_method_color_by_type_with_shades_for_variants():
+    from lwob.figures import METHOD_TYPE_COLORS, method_color
+
+    methods = {"fft": {"type": "fft"}, "lora": {"type": "lora"}, "lora-r16": {"type": "lora"},
+               "lora-r32": {"type": "lora"}, "top1": {"type": "topk"}, "top3": {"type": "topk"},
+               "mine": {"type": "brand-new"}}
+    assert method_color("fft", methods) == METHOD_TYPE_COLORS["fft"].lower()
+    assert method_color("lora", methods) == METHOD_TYPE_COLORS["lora"].lower()
+    assert method_color("top1", methods) == METHOD_TYPE_COLORS["topk"].lower()
+    shades = [method_color(m, methods) for m in ("lora", "lora-r16", "lora-r32")]
+    assert len(set(shades)) == 3  # variants: shades of the type's colour
+    assert method_color("mine", methods) == method_color("mine", methods)  # unknown type: a fixed spare colour
+    assert method_color("fft", {}) == method_color("fft", methods)  # a bare name is its own type
+    assert len({method_color(m, methods) for m in methods}) == len(methods)
+
+
+def _drawn(monkeypatch, draw) -> tuple[set[str], set[str]]:
+    """(colours, texts) of every artist of the figure `draw()` renders."""
+    import matplotlib.colors as mcolors
+    from lwob import figures
+
+    seen = {}
+    real = figures.render_bytes
+
+    def capture(fig, dpi):
+        seen["fig"] = fig
+        return real(fig, dpi)
+
+    monkeypatch.setattr(figures, "render_bytes", capture)
+    draw()
+    colors, texts = set(), set()
+    for artist in seen["fig"].findobj():
+        for getter in ("get_facecolor", "get_color", "get_markerfacecolor", "get_edgecolor"):
+            try:
+                value = getattr(artist, getter)()
+            except (AttributeError, TypeError, ValueError):
+                continue
+            values = value if getattr(value, "ndim", 0) == 2 else [value]
+            for v in values:
+                try:
+                    colors.add(mcolors.to_hex(v, keep_alpha=False))
+                except (ValueError, TypeError):
+                    pass
+        if hasattr(artist, "get_text"):
+            texts.add(artist.get_text())
+    return colors, texts
+
+
+def test_every_figure_colours_and_names_a_method_alike(monkeypatch, tmp_path):
+    """The study figure, the budget figure and Figure 1 draw a method in the same colour
+    (method_color) and under the same name (method_display)."""
+    import numpy as np
+
+    from lwob import increments as inc
+    from lwob.figures import budget_figure, method_color, origin_vs_adv
+    from lwob.tables import method_display
+
+    from test_budget import METHODS, STUDY as BUDGET_STUDY, _frames
+    from test_figures import MODELS_CFG, STUDY as FIG_STUDY, TASKS as FIG_TASKS, metrics_frame
+
+    metrics, runs = _frames()
+    figures = {
+        "study": (FIG_STUDY["methods"], lambda: origin_vs_adv(
+            metrics_frame(), FIG_STUDY, FIG_TASKS, METHODS, MODELS_CFG, tmp_path / "s.pdf", tmp_path / "s.png")),
+        "budget": (BUDGET_STUDY["methods"], lambda: budget_figure(
+            metrics, runs, BUDGET_STUDY, FIG_TASKS, METHODS, MODELS_CFG, tmp_path / "b.pdf", tmp_path / "b.png")),
+    }
+    shown = ["fft", "lora", "lora-r16", "bitfit"]
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(inc, "load_selected", lambda path: (
+        {"weight": rng.normal(0, 1e-3, 200)}, {"method_type": METHODS[Path(path).stem]["type"], "module": "q",
+                                               "selector": "last.query"}))
+    figures["figure1"] = (shown, lambda: inc.write_increment_figure(
+        selected={m: tmp_path / f"{m}.safetensors" for m in shown}, methods=METHODS,
+        out_pdf=tmp_path / "f.pdf", out_png=tmp_path / "f.png"))
+    for name, (methods, draw) in figures.items():
+        colors, texts = _drawn(monkeypatch, draw)
+        for m in methods:
+            assert method_color(m, METHODS) in colors, (name, m, method_color(m, METHODS), sorted(colors))
+            assert any(method_display(m, METHODS) == t or t.startswith(method_display(m, METHODS) + " (")
+                       for t in texts), (name, m, sorted(texts))
