@@ -73,6 +73,19 @@ def _not_evaluated(reason: str) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
+def _keyed(frame: pd.DataFrame | None, keys: set, values: set) -> pd.DataFrame | None:
+    """A copy of a results frame with its key columns as strings and a `column` (default the
+    task), or None when it is missing, empty or lacks a needed column."""
+    if frame is None or frame.empty or not (keys | values) <= set(frame.columns):
+        return None
+    frame = frame.copy()
+    if "column" not in frame.columns:
+        frame["column"] = frame["task"]
+    for col in (*sorted(keys), "column"):
+        frame[col] = frame[col].astype(str)
+    return frame
+
+
 class Results:
     """The frames a claim is checked on (None: the input is absent) and the config."""
 
@@ -153,16 +166,9 @@ class Results:
     def scores(self) -> pd.DataFrame | None:
         """summary.csv restricted to each eval set's primary metric (one row per model x task x
         eval set x method), with a `seed_values` column {seed: value}."""
-        s = self.summary
-        need = {"model", "task", "method", "eval_set", "kind", "metric", "mean"}
-        if s is None or s.empty or not need <= set(s.columns):
+        s = _keyed(self.summary, {"model", "task", "method", "eval_set", "kind", "metric"}, {"mean"})
+        if s is None:
             return None
-        s = s.copy()
-        for c in ("model", "task", "method", "eval_set", "kind", "metric"):
-            s[c] = s[c].astype(str)
-        if "column" not in s.columns:
-            s["column"] = s["task"]
-        s["column"] = s["column"].astype(str)
         keep = []
         for (_, _, _), g in s.groupby(["model", "task", "eval_set"], sort=True):
             metric = primary_metric(set(g["metric"]), g["kind"].iloc[0])
@@ -176,16 +182,9 @@ class Results:
 
     def fft_comparisons(self) -> pd.DataFrame | None:
         """comparisons.csv rows against an FFT-type reference, with `p` (corrected) and `p_source`."""
-        c = self.comparisons
-        need = {"model", "task", "eval_set", "kind", "method", "reference", "diff"}
-        if c is None or c.empty or not need <= set(c.columns):
+        c = _keyed(self.comparisons, {"model", "task", "eval_set", "kind", "method", "reference"}, {"diff"})
+        if c is None:
             return None
-        c = c.copy()
-        for col in ("model", "task", "eval_set", "kind", "method", "reference"):
-            c[col] = c[col].astype(str)
-        if "column" not in c.columns:
-            c["column"] = c["task"]
-        c["column"] = c["column"].astype(str)
         c = c[(c["reference"].map(self.method_type) == "fft").to_numpy()]
         boot = pd.to_numeric(c["p_boot_holm"], errors="coerce") if "p_boot_holm" in c.columns else None
         t = pd.to_numeric(c["p_t_holm"], errors="coerce") if "p_t_holm" in c.columns else None

@@ -11,30 +11,12 @@ set -euo pipefail
 
 PACKAGES=(texlive-latex-base texlive-latex-recommended chromium)
 
-if [[ $(id -u) -ne 0 ]]; then
-    echo "install.sh: must run as root (apt-get install)" >&2
-    exit 2
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install.sh: apt-get not found (a Debian or Ubuntu system is needed)" >&2
-    exit 2
-fi
-
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
-    [[ $status == installed ]] || missing+=("$pkg")
-done
-if [[ ${#missing[@]} -eq 0 ]]; then
+source "$(dirname "$0")/../lib/apt.sh"
+apt_missing "${PACKAGES[@]}"
+if [[ ${#MISSING[@]} -eq 0 ]]; then
     echo "install.sh: ${PACKAGES[*]} already installed"
 else
-    export DEBIAN_FRONTEND=noninteractive
-    echo "install.sh: installing ${missing[*]}"
-    if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
-        # Fresh images often have empty package lists.
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
-    fi
+    apt_install "${MISSING[@]}"
 fi
 
 command -v pdflatex >/dev/null || { echo "install.sh: pdflatex not found after install" >&2; exit 1; }
