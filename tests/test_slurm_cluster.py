@@ -182,14 +182,15 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     for job in jobs:
         rule = re.match(r"rule_(\w+?)(_wildcards_|$)", job["Comment"]).group(1)
         by_rule.setdefault(rule, []).append(job)
-    assert {r: len(js) for r, js in by_rule.items()} == {"tokenize": 1, "tokenize_eval": 2, "train": 4, "evaluate": 4}
+    assert {r: len(js) for r, js in by_rule.items()} == {"tokenize": 1, "tokenize_eval": 2, "train": 4, "evaluate": 4,
+                                                        "statistics": 1}
     assert all(j["JobState"] == "COMPLETED" for j in jobs), [(j["JobId"], j["JobState"]) for j in jobs]
     for job in by_rule["train"] + by_rule["evaluate"]:
         assert job["Partition"] == "gpu"
         assert job.get("TresPerJob", "").endswith("gpu:1"), job  # --gpus=1
         # the model's mem_mb, first attempt (an array adds the plugin's few-MB payload fudge)
         assert 2000 <= int(job["MinMemoryNode"].rstrip("M")) < 2010, job
-    for job in by_rule["tokenize"] + by_rule["tokenize_eval"]:
+    for job in by_rule["tokenize"] + by_rule["tokenize_eval"] + by_rule["statistics"]:
         assert job["Partition"] == "cpu" and "gpu" not in job.get("TresPerJob", "")
 
     # The four trainings (2 methods x 2 seeds, ready together) went out as one array job.
