@@ -67,9 +67,9 @@ def run_job(snakemake, target: str, *, offline: bool = True, **kwargs) -> None:
     start = time.time()
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        # Appended: a retried job (e.g. after a preemption) keeps the earlier attempts' lines.
-        with open(log_path, "a") as log:
-            log.write(f"job {snakemake.rule} {dict(snakemake.wildcards)} ({'warm worker' if warm else 'own process'})\n")
+        log_path.write_text(
+            f"job {snakemake.rule} {dict(snakemake.wildcards)} ({'warm worker' if warm else 'own process'})\n"
+        )
     from .errors import ConfigError, DataError
     from .warm import JobFailed
 
