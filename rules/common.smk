@@ -23,12 +23,14 @@ except (ConfigError, DataError) as err:
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in [str(REPO / "src"), os.environ.get("PYTHONPATH")] if p))
 
 # SLURM array jobs (profile `slurm-array-jobs`) only ever group jobs with identical rule,
-# attempt and resources, and never hold a job back (docs/CLUSTER.md, "Array jobs").
+# attempt and resources, never hold a job back, and their batch scripts survive SIGTERM so
+# that training can save a checkpoint (docs/CLUSTER.md, "Array jobs", "Preemption").
 if "snakemake_executor_plugin_slurm" in sys.modules:
-    from lwob.slurm import homogeneous_slurm_arrays
+    from lwob.slurm import patch_plugin
 
-    if not homogeneous_slurm_arrays(sys.modules["snakemake_executor_plugin_slurm"]):
-        sys.stderr.write("Warning: unknown SLURM executor plugin version: array jobs may mix resources.\n")
+    if not patch_plugin(sys.modules["snakemake_executor_plugin_slurm"]):
+        sys.stderr.write("Warning: unknown SLURM executor plugin version: array jobs may mix resources"
+                         " and jobs may be killed before saving a checkpoint on SIGTERM.\n")
 
 RUNS = cfg.runs(config)
 STUDIES = cfg.enabled_studies(config)

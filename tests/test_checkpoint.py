@@ -48,6 +48,8 @@ def test_sigterm_saves_and_rerun_resumes_bitwise(tokenized, tmp_path, monkeypatc
 
     resumed = _train(tokenized, tmp_path / "cut", method=method, options=options)
     assert resumed["resumed"] and not full["resumed"]
+    # saved after the optimizer step that was under way when the signal came (steps count from 1)
+    assert resumed["resumed_from"] == {"step": at_step + 1, "reason": "sigterm"}
     assert not ckpt.exists()  # removed once the outputs are written
     assert resumed["epochs"] == full["epochs"]  # exact floats: validation scores, train loss
     wa, wb = load_file(tmp_path / "full" / "weights.safetensors"), load_file(tmp_path / "cut" / "weights.safetensors")

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .io import atomic_write_bytes, read_json, write_json
+from .fastpath import FastPath
 from .training import build_run_model, load_part, resolve_device, score_part
 
 
@@ -36,6 +37,8 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     seed = int(record["seed"])
     hp = record.get("hyperparameters") or {}
     device = resolve_device(hp.get("device", "auto"))
+    fast = FastPath.from_record(record)  # scored at the precision it was trained at
+    fast.apply_backend(device)
     # The run's own eval batch size; `batch_size` is only the fallback for records without one.
     batch_size = int(hp.get("eval_batch_size") or batch_size)
 
@@ -56,7 +59,7 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
         info = read_json(info_path)
         name = info["eval_set"]
         part = load_part(info_path.parent, name, pad)
-        scores, predictions = score_part(kind, model, part, batch_size, device, info.get("scoring"))
+        scores, predictions = score_part(kind, model, part, batch_size, device, info.get("scoring"), fast)
         metrics[name] = {**scores, "kind": info.get("kind"), "column": info.get("column")}
         predictions.insert(0, "eval_set", name)
         frames.append(predictions)

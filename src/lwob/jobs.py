@@ -30,6 +30,8 @@ def _redirect(log_path: Path | None):
         sys.stdout = sys.stderr = log
         try:
             yield
+        except SystemExit:  # a deliberate exit (a preempted run saved and stops): no traceback
+            raise
         except BaseException:
             import traceback
 

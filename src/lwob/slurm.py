@@ -1,7 +1,9 @@
-"""The SLURM executor plugin, made to submit array jobs of identical jobs only.
+"""The SLURM executor plugin, made to submit array jobs of identical jobs only, with batch
+scripts that outlive SLURM's SIGTERM.
 
 Applied by rules/common.smk in the submitting Snakemake process (docs/CLUSTER.md, "Array
-jobs"). Kept apart from lwob.config: it touches the plugin, not the workflow's settings.
+jobs" and "Preemption"). Kept apart from lwob.config: it touches the plugin, not the
+workflow's settings.
 """
 
 from __future__ import annotations
@@ -59,3 +61,37 @@ def homogeneous_slurm_arrays(plugin) -> bool:
     run_jobs.lwob_homogeneous = True
     executor.run_jobs = run_jobs
     return True
+
+
+#: Prefixed to every job's command line. Before a time limit or a preemption SLURM sends
+#: SIGTERM to every process of the job, the batch script included (`scancel --full` does the
+#: same). A plain `/bin/sh` batch script dies of it at once, and when the batch script ends
+#: SLURM kills whatever is left, so training would be killed in the middle of saving its
+#: checkpoint. Ignoring the signal in the shells keeps them waiting for their child; the
+#: training process installs its own handler (lwob.checkpoint), saves and exits 143, and the
+#: job ends with that status. Snakemake's own processes handle SIGTERM themselves.
+SURVIVE_SIGTERM = "trap '' TERM USR1;"
+
+
+def signal_safe_batch_scripts(plugin) -> bool:
+    """Make every command the SLURM executor plugin submits start with SURVIVE_SIGTERM
+    (its sbatch `--wrap` script and its array tasks' commands). Returns False (and changes
+    nothing) when the plugin lacks the method this relies on."""
+    executor = getattr(plugin, "Executor", None)
+    original = getattr(executor, "format_job_exec", None)
+    if original is None:
+        return False
+    if getattr(original, "lwob_signal_safe", False):
+        return True
+
+    def format_job_exec(self, job):
+        return f"{SURVIVE_SIGTERM} {original(self, job)}"
+
+    format_job_exec.lwob_signal_safe = True
+    executor.format_job_exec = format_job_exec
+    return True
+
+
+def patch_plugin(plugin) -> bool:
+    """Both changes above; False when either could not be made."""
+    return all([homogeneous_slurm_arrays(plugin), signal_safe_batch_scripts(plugin)])

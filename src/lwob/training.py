@@ -38,6 +38,12 @@ HP_DEFAULTS: dict[str, Any] = {
     # "ddp" replicates the model, "fsdp" shards it (lwob.distributed).
     "processes": 1,
     "parallel": "ddp",
+    # The fast path (lwob.fastpath): bf16 autocast with fp32 master weights where the hardware
+    # has bf16 ("auto"), TF32 on CUDA, fused AdamW, optional torch.compile.
+    "precision": "auto",
+    "tf32": True,
+    "fused_optimizer": True,
+    "compile": False,
 }
 #: Length-grouped batching sorts within windows of this many batches (as HF does).
 GROUP_WINDOW_BATCHES = 50
@@ -60,7 +66,11 @@ def resolve_hyperparameters(hp: dict | None) -> dict:
             raise ConfigError(f"training.{k}: expected a positive integer, got {out[k]!r}")
     for k in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
         out[k] = float(out[k])
-    out["group_by_length"] = bool(out["group_by_length"])
+    if out["precision"] not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"training.precision: 'auto', 'fp32' or 'bf16', got {out['precision']!r}")
+    for k in ("group_by_length", "tf32", "fused_optimizer", "compile"):
+        if not isinstance(out[k], bool):
+            raise ConfigError(f"training.{k}: expected true or false, got {out[k]!r}")
     return out
 
 
@@ -162,14 +172,17 @@ def collate(part: Part, index: torch.Tensor, device: torch.device) -> dict:
 
 
 def predict(model, part: Part, batch_size: int, device: torch.device, outputs: tuple[str, ...] = ("logits",),
-            per_token: bool = False) -> dict[str, torch.Tensor]:
+            per_token: bool = False, fast=None) -> dict[str, torch.Tensor]:
     """Model outputs in the part's row order, fp32 on CPU: name -> (N, classes), or with
-    per_token (N, Lmax) where positions past a row's length hold -inf."""
+    per_token (N, Lmax) where positions past a row's length hold -inf. Under inference mode
+    and the run's precision (`fast`, a lwob.fastpath.FastPath; None: fp32)."""
+    import contextlib
+
     was_training = model.training
     model.eval()
     out: dict[str, torch.Tensor] = {}
     width = part.input_ids.shape[1]
-    with torch.inference_mode():
+    with torch.inference_mode(), (fast.autocast(device) if fast is not None else contextlib.nullcontext()):
         for index in eval_batches(part, batch_size):
             result = model(**collate(part, index, device))
             for name in outputs:
@@ -188,9 +201,10 @@ def predict(model, part: Part, batch_size: int, device: torch.device, outputs: t
     return out
 
 
-def score_part(kind, model, part: Part, batch_size: int, device: torch.device, scoring: dict | None = None):
+def score_part(kind, model, part: Part, batch_size: int, device: torch.device, scoring: dict | None = None,
+               fast=None):
     """(metrics, predictions frame) of `model` on a tokenized part, scored by the task kind."""
-    outputs = predict(model, part, batch_size, device, kind.outputs, kind.per_token)
+    outputs = predict(model, part, batch_size, device, kind.outputs, kind.per_token, fast)
     return kind.score(outputs, part.table, part.examples, scoring)
 
 
@@ -251,10 +265,10 @@ def _decay_groups(model, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(model, hp: dict, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; the fused kernel (CPU and CUDA) when every trainable tensor is floating point:
-    on CPU it is about 7x faster than the foreach one for a 22M-parameter model."""
+    """AdamW; the fused kernel (CPU and CUDA; `fused_optimizer`) when every trainable tensor is
+    floating point: on CPU it is about 7x faster than the foreach one for a 22M-parameter model."""
     groups = _decay_groups(model, hp["weight_decay"])
-    fused = all(p.is_floating_point() for g in groups for p in g["params"]) and device.type in ("cpu", "cuda")
+    fused = hp.get("fused_optimizer", True) and all(p.is_floating_point() for g in groups for p in g["params"]) and device.type in ("cpu", "cuda")
     try:
         return torch.optim.AdamW(groups, lr=hp["lr"], fused=fused, foreach=None if fused else True)
     except (RuntimeError, TypeError):
@@ -293,6 +307,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     With `processes` above 1 the run is launched in that many processes (lwob.distributed).
     """
     from . import checkpoint, distributed, methods, provenance, tasks
+    from .fastpath import FastPath
 
     start = time.perf_counter()
     hp = resolve_hyperparameters(hyperparameters)
@@ -307,6 +322,8 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     if threads and par.world == 1:
         torch.set_num_threads(int(threads))
     device = par.device if par.world > 1 else resolve_device(hp["device"])
+    fast = FastPath.resolve(hp, device)
+    fast.apply_backend(device)
     tokenized_dir, out_dir = Path(tokenized_dir), Path(out_dir)
     meta = read_json(tokenized_dir / "meta.json")
     kind = tasks.get(meta.get("kind", "classification"))
@@ -340,7 +357,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     model.to(device)
     model.train()
     model = par.wrap(model)
-    core = par.unwrap(model)  # the model itself, for method hooks
+    core = fast.prepare(par.unwrap(model))  # the model itself, for method hooks
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, hp, device)
     warmup = math.ceil(hp["warmup_ratio"] * total_steps)
@@ -369,11 +386,11 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         if par.main:  # the epoch's running loss so far, summed over processes
             loss_sum, n_seen = resumed["loss_sum"].to(device), resumed["n_seen"]
 
-    def snapshot(epoch: int, batch: int, epoch_batches) -> dict:
+    def snapshot(epoch: int, batch: int, epoch_batches, reason: str) -> dict:
         """The whole training state; collective (every process calls it, the main one saves it)."""
         rng = checkpoint.rng_state()
         return {
-            "fingerprint": fp, "epoch": epoch, "batch": batch, "batches": epoch_batches, "step": step,
+            "fingerprint": fp, "reason": reason, "epoch": epoch, "batch": batch, "batches": epoch_batches, "step": step,
             "trainable": par.trainable_state(model), "optimizer": par.optimizer_state(model, optimizer),
             "method_state": cls.extra_state(core), "generator": generator.get_state(),
             "rng": par.gather(rng) if par.world > 1 else rng, "loss_sum": par.sum(loss_sum),
@@ -397,7 +414,8 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                 rows, scale = par.local_rows(index)
                 batch = collate(train, rows, device)
                 targets = {t: v[rows].to(device) for t, v in train.targets.items()}
-                loss = model(**batch, **targets).loss
+                with fast.autocast(device):
+                    loss = model(**batch, **targets).loss
                 (loss if scale is None else loss * scale).backward()
                 if hp["max_grad_norm"] > 0:
                     torch.nn.utils.clip_grad_norm_(trainable, hp["max_grad_norm"], foreach=True)
@@ -410,7 +428,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                     n_seen += len(rows)
                 stop, due = par.any(preemption.requested, preemption.periodic_due())
                 if stop or due:
-                    state = snapshot(epoch, b + 1, batches)
+                    state = snapshot(epoch, b + 1, batches, "sigterm" if stop else "periodic")
                     if par.main:
                         checkpoint.save(ckpt_path, state)
                     par.barrier()
@@ -419,7 +437,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                         raise checkpoint.Preempted(ckpt_path)
             batches = None
             train_time += time.perf_counter() - t0
-            val_metrics, _ = score_part(kind, model, val, hp["eval_batch_size"], device, val_scoring)
+            val_metrics, _ = score_part(kind, model, val, hp["eval_batch_size"], device, val_scoring, fast)
             val_score = val_metrics.get(kind.primary_metric)
             entry = {"epoch": epoch, "val_score": val_score, "val_metrics": val_metrics,
                      "train_loss": float(par.sum(loss_sum)) / max(1, int(par.sum(n_seen)))}
@@ -466,10 +484,13 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                 "raw_manifests": meta.get("raw_manifests", {}),
                 "tokenized_parts": {k: v.get("sha256") for k, v in meta.get("parts", {}).items()},
             },
+            "fast_path": fast.record(),
             **(provenance_extra or {}),
         },
     }
     record["resumed"] = resumed is not None
+    if resumed is not None:  # where from: a checkpoint saved on SIGTERM or a periodic one
+        record["resumed_from"] = {"step": resumed["step"], "reason": resumed.get("reason")}
     write_json(out_dir / "train.json", record)
     ckpt_path.unlink(missing_ok=True)
     par.close()

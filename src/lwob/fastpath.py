@@ -1,0 +1,91 @@
+"""The fast training path's switches: mixed precision, TF32, the fused optimizer, torch.compile.
+
+Each is a training setting (`training.precision`, `.tf32`, `.fused_optimizer`, `.compile`,
+at any level of the config) resolved once per run for its device; what was resolved is
+recorded in the run's provenance (`train.json` -> provenance.fast_path) and evaluation
+reuses it, so a run is always scored the way it was trained.
+
+- precision: "bf16" runs forward and backward under bf16 autocast while the weights, their
+  gradients and the optimizer state stay fp32 (the master weights); "fp32" runs everything
+  in fp32; "auto" (the default) picks bf16 where the hardware computes it natively (CUDA
+  GPUs with bf16, CPUs with AVX512-BF16 or AMX) and fp32 elsewhere.
+- tf32: lets CUDA matmuls and convolutions of fp32 tensors use TF32 (no effect on CPU).
+- fused_optimizer: AdamW's fused kernel (CPU and CUDA) instead of the per-tensor loop.
+- compile: torch.compile of the model (dynamic shapes, since batches are padded per batch);
+  off by default, as compiling costs more than it saves on short runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .errors import ConfigError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 matmuls natively (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return cpu_has_native_bf16()
+    return False
+
+
+@dataclass(frozen=True)
+class FastPath:
+    precision: str = "fp32"
+    tf32: bool = True
+    fused_optimizer: bool = True
+    compile: bool = False
+
+    @classmethod
+    def resolve(cls, hp: dict, device: torch.device) -> "FastPath":
+        precision = hp.get("precision", "auto")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"training.precision: one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "auto":
+            precision = "bf16" if native_bf16(device) else "fp32"
+        return cls(precision=precision, tf32=bool(hp.get("tf32", True)),
+                   fused_optimizer=bool(hp.get("fused_optimizer", True)), compile=bool(hp.get("compile", False)))
+
+    @classmethod
+    def from_record(cls, record: dict) -> "FastPath":
+        """The fast path a finished run was trained with (fp32 for records from before it)."""
+        recorded = (record.get("provenance") or {}).get("fast_path") or {}
+        return cls(**{k: v for k, v in recorded.items() if k in cls.__dataclass_fields__})
+
+    def apply_backend(self, device: torch.device) -> None:
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = self.tf32
+            torch.backends.cudnn.allow_tf32 = self.tf32
+
+    def autocast(self, device: torch.device):
+        """The context forward passes (and the loss) run in."""
+        if self.precision == "bf16":
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, model):
+        """The model as the loop calls it (compiled in place: names and state dict unchanged)."""
+        if self.compile:
+            model.compile(dynamic=True)
+        return model
+
+    def record(self) -> dict:
+        return asdict(self)
