@@ -23,8 +23,10 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
 include: "rules/analysis.smk"
+include: "rules/resources.smk"
 
 
 rule all:
     input:
         final_outputs(),
+        resource_outputs(),

@@ -1,4 +1,5 @@
 # Config loading, validation and the input/param functions every rule uses.
+import inspect
 import os
 import re
 import sys
@@ -32,16 +33,30 @@ if "snakemake_executor_plugin_slurm" in sys.modules:
         sys.stderr.write("Warning: unknown SLURM executor plugin version: array jobs may mix resources"
                          " and jobs may be killed before saving a checkpoint on SIGTERM.\n")
 
-RUNS = cfg.runs(config)
+# Everything derived from the config is computed once, here: input, param and resource
+# functions run once per job (thousands in the paper DAG) and only look these up.
 STUDIES = cfg.enabled_studies(config)
+RUNS = cfg.runs(config, studies=STUDIES)
 # Studies shown beside the paper's numbers: those naming a paper table, when the config has them.
 PAPER_STUDIES = [name for name, study in STUDIES.items() if study.get("paper_table") and config.get("reference")]
-SELECTED = cfg.selected_triples(config)  # (model, task, method) whose settings a grid chooses
-FIGURE1 = cfg.figure1_runs(config)  # method -> run whose increments Figure 1 shows (empty: no Figure 1)
+SELECTED = cfg.selected_triples(config, run_list=RUNS)  # (model, task, method) whose settings a grid chooses
+FIGURE1 = cfg.figure1_runs(config, run_list=RUNS)  # method -> run whose increments Figure 1 shows (empty: no Figure 1)
 # Eval sets of optional datasets whose files are absent are skipped here and flagged in
 # the tables and the report (SKIPPED), never silently dropped.
 EVAL_SETS = {t: cfg.available_eval_sets(config, t) for t in {r.task for r in RUNS}}
-SKIPPED = cfg.skipped_eval_sets(config)
+SKIPPED = cfg.skipped_eval_sets(config, run_list=RUNS)
+
+
+def _grid_records_by_triple():
+    """(model, task, method) -> the train.json of its grid runs (the input of `select`)."""
+    out = {}
+    for g in cfg.grid_runs(config, triples=SELECTED):
+        out.setdefault((g.run.model, g.run.task, g.run.method), []).append(f"results/selection/{g.path}/train.json")
+    return out
+
+
+GRID_RECORDS = _grid_records_by_triple()
+SELECTED_SET = frozenset(SELECTED)
 
 
 wildcard_constraints:
@@ -72,6 +87,18 @@ localrules:
     claims,
 
 
+def per_job(func):
+    """Mark an input, param or resource function (called once per job).
+
+    Snakemake inspects such a function's signature each time it calls it (two or three
+    times per job, tens of thousands of times in the paper DAG); a function that carries
+    its signature (`__signature__`, the inspect protocol) skips most of that work.
+    Nothing else changes.
+    """
+    func.__signature__ = inspect.signature(func)
+    return func
+
+
 def final_outputs():
     return [
         *expand("results/tables/{study}.{ext}", study=STUDIES, ext=["tex", "csv"]),
@@ -94,25 +121,30 @@ def run_outputs(kind):
     return [f"results/runs/{r.path}/train.json" for r in RUNS]
 
 
+@per_job
 def task_raw_manifests(wildcards):
     """Raw datasets of the train and validation parts."""
     task = config["tasks"][wildcards.task]
     return [f"data/raw/{ds}/manifest.json" for ds in cfg.training_datasets(task)]
 
 
+@per_job
 def eval_set_raw_manifest(wildcards):
     es = config["tasks"][wildcards.task]["eval_sets"][wildcards.eval_set]
     return f"data/raw/{es['dataset']}/manifest.json"
 
 
+@per_job
 def training_part_spec(wildcards):
     return cfg.training_part_spec(config, wildcards.task)
 
 
+@per_job
 def eval_set_part_spec(wildcards):
     return cfg.eval_set_part_spec(config, wildcards.task, wildcards.eval_set)
 
 
+@per_job
 def trained_run(wildcards):
     """A finished run's files and what rebuilds its model (evaluation and weight analysis)."""
     run = f"results/runs/{wildcards.model}/{wildcards.task}/{wildcards.method}/seed{wildcards.seed}"
@@ -124,6 +156,7 @@ def trained_run(wildcards):
     }
 
 
+@per_job
 def eval_parts(wildcards):
     return [f"data/tokenized/{wildcards.model}/{wildcards.task}/eval/{es}.json" for es in EVAL_SETS[wildcards.task]]
 
@@ -131,22 +164,25 @@ def eval_parts(wildcards):
 TRAIN_CODE = cfg.code_version("training", "checkpoint", "distributed", "methods", "models", "tasks", "qa", "registry")
 
 
+@per_job
 def selection_input(wildcards):
     """The chosen grid cell of the run's (model, task, method), when a grid chooses its settings."""
-    if (wildcards.model, wildcards.task, wildcards.method) in SELECTED:
+    if (wildcards.model, wildcards.task, wildcards.method) in SELECTED_SET:
         return f"results/selection/{wildcards.model}/{wildcards.task}/{wildcards.method}/chosen.json"
     return []
 
 
+@per_job
 def grid_records(wildcards):
-    return [f"results/selection/{g.path}/train.json" for g in cfg.grid_runs(config)
-            if (g.run.model, g.run.task, g.run.method) == (wildcards.model, wildcards.task, wildcards.method)]
+    return list(GRID_RECORDS.get((wildcards.model, wildcards.task, wildcards.method), []))
 
 
+@per_job
 def run_hyperparameters(wildcards):
     return cfg.hyperparameters(config, wildcards.model, wildcards.task, wildcards.method)
 
 
+@per_job
 def run_method(wildcards):
     return cfg.method_spec(config, wildcards.method)
 
@@ -159,6 +195,7 @@ def job_resource(name, per_run=False):
     memory or time asks for more.
     """
 
+    @per_job
     def get(wildcards, attempt):
         if per_run:
             res = cfg.train_resources(config, wildcards.model, wildcards.task, wildcards.method)
@@ -174,15 +211,18 @@ def slurm_placement(partition_kind):
     return cfg.slurm_resources(config, partition_kind)
 
 
+@per_job
 def threads_of(wildcards):
     return cfg.run_resources(config, wildcards.model)["cpus"]
 
 
+@per_job
 def train_threads(wildcards):
     """A training job's CPUs, shared by its processes (training.processes)."""
     return cfg.train_resources(config, wildcards.model, wildcards.task, wildcards.method)["cpus"]
 
 
+@per_job
 def reference_input(wildcards):
     """The paper's numbers, when the config names them (an input: editing them reruns tables)."""
     return [config["reference"]] if config.get("reference") else []

@@ -65,7 +65,7 @@ def test_optional_dataset_cannot_train(demo_config):
 def test_study_seeds_override(demo_config):
     c = validate(demo_config)
     assert {r.seed for r in cfg.runs(c) if r.task == "demo-squad"} == {0, 42}
-    assert {r.seed for r in cfg.runs(c) if r.task == "demo-rte"} == {0, 42, 421, 520, 1228}
+    assert {r.seed for r in cfg.runs(c) if r.task == "demo-rte"} == {0, 42, 421}  # the top-level seeds
 
 
 @pytest.mark.parametrize("key, value, match", [

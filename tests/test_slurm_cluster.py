@@ -133,9 +133,9 @@ def _small_demo_config() -> dict:
     table3 = config["studies"]["table3"]
     table3.update(methods=["fft", "lora"], tasks=["demo-sst2"])
     config["studies"] = {"table3": table3}  # no QA studies (table4, table5)
-    # Nor the demo's grid selection and Figure 1 (they name tasks and methods cut here), nor the
-    # paper's numbers (the side-by-side table needs none of the cluster).
-    for key in ("selection", "increments"):
+    # Nor the demo's grid selection, Figure 1 and resource study (they name tasks and methods
+    # cut here), nor the paper's numbers (the side-by-side table needs none of the cluster).
+    for key in ("selection", "increments", "resource_study"):
         config.pop(key, None)
     config["reference"] = None
     return config

@@ -21,6 +21,9 @@ import yaml
 
 from .errors import ConfigError
 
+# libyaml's safe loader where PyYAML has it: the same result as yaml.safe_load, ten times faster.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 # Keys of a hyperparameter block whose values must be numbers. YAML 1.1 reads "5e-4"
 # (no dot) as a string; we accept such strings as numbers rather than surprise users.
 _NUMERIC_HP = ("lr", "warmup_ratio", "weight_decay", "max_grad_norm")
@@ -49,7 +52,7 @@ def load_yaml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"config file not found: {path}")
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_SafeLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -153,10 +156,11 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
 
     from .data.sources import check_spec
 
-    used = used_datasets(config)
+    all_runs = runs(config)  # computed once: it reads every studied model's config.json
+    used = used_datasets(config, run_list=all_runs)
     for name in used:
         check_spec(name, config["datasets"][name], base_dir)
-    for task_name in {r.task for r in runs(config)}:
+    for task_name in {r.task for r in all_runs}:
         task = config["tasks"][task_name]
         for where, ref in (("train", task["train"]), ("validation", task["validation"])):
             if "dataset" in ref and not dataset_available(config, ref["dataset"], base_dir):
@@ -175,7 +179,7 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
         parsed[name] = cls, method_registry.parse_options(spec["type"], spec.get("options") or {}, f"methods.{name}.options")
 
     limits = {}  # model name -> positions/layers, read once per model
-    for run_model, run_task, run_method in sorted({(r.model, r.task, r.method) for r in runs(config)}):
+    for run_model, run_task, run_method in sorted({(r.model, r.task, r.method) for r in all_runs}):
         if run_model not in limits:
             limits[run_model] = model_limits(run_model, config["models"][run_model], base_dir)
         info = limits[run_model]
@@ -195,7 +199,7 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
                 f"config keys 'methods.{run_method}' with 'tasks.{run_task}.max_length' on model '{run_model}': {e}"
             ) from None
         check_parallel(config, run_model, run_task, run_method, cls)
-    figure1_runs(config)  # raises ConfigError when the chosen runs are not in any study
+    figure1_runs(config, run_list=all_runs)  # raises ConfigError when the chosen runs are not in any study
     check_selection(config)
     return config
 
@@ -220,12 +224,14 @@ def increments_config(config: dict) -> dict | None:
     return inc if inc and inc.get("enabled", True) else None
 
 
-def figure1_runs(config: dict) -> dict[str, Run]:
-    """Method -> the run whose increments Figure 1 shows (`increments` model, task, seed)."""
+def figure1_runs(config: dict, *, run_list: list[Run] | None = None) -> dict[str, Run]:
+    """Method -> the run whose increments Figure 1 shows (`increments` model, task, seed).
+
+    `run_list`: runs(config) when the caller has it already (saves recomputing it)."""
     inc = increments_config(config)
     if inc is None:
         return {}
-    known = set(runs(config))
+    known = set(runs(config) if run_list is None else run_list)
     out = {}
     for i, method in enumerate(inc["methods"]):
         run = Run(inc["model"], inc["task"], method, int(inc["seed"]))
@@ -245,11 +251,18 @@ def increment_selector(config: dict, method: str) -> str:
 
 
 def check_parallel(config: dict, model: str, task: str, method: str, method_cls) -> None:
-    """A run's `training.processes`/`parallel` suit its method."""
-    from .distributed import check
-
+    """A run's `training.processes`/`training.parallel` suit its method (ConfigError)."""
     hp = hyperparameters(config, model, task, method)
-    check(method_cls, hp.get("processes", 1), hp.get("parallel", "ddp"), f"'training' of run {model}/{task}/{method}")
+    check_strategy(method_cls, hp.get("processes", 1), hp.get("parallel", "ddp"), f"'training' of run {model}/{task}/{method}")
+
+
+def check_strategy(method_cls, processes: int, parallel: str, where: str) -> None:
+    """The one rule for multi-process training, used at planning time (here, without importing
+    torch, which would add seconds to every `snakemake` call) and again by training itself
+    (lwob.distributed.check): a method that cannot be sharded does not train under FSDP."""
+    if processes > 1 and parallel == "fsdp" and not method_cls.shardable:
+        raise ConfigError(f"{where}: method type '{method_cls.name}' cannot train under FSDP "
+                          "(training.parallel: fsdp); use parallel: ddp or processes: 1")
 
 
 # --------------------------------------------------------------------------- models
@@ -283,7 +296,8 @@ def model_limits(name: str, spec: dict, base_dir: str | os.PathLike = ".") -> di
 
 def enabled_studies(config: dict) -> dict:
     """The enabled studies, each with its `omitted` runs (omitted_methods)."""
-    return {k: {**v, "omitted": omitted_methods(config, v)}
+    limits: dict = {}  # model name -> model_limits, read once for all studies
+    return {k: {**v, "omitted": omitted_methods(config, v, _limits=limits)}
             for k, v in config["studies"].items() if v.get("enabled", True)}
 
 
@@ -302,12 +316,17 @@ def method_class(config: dict, method: str):
         raise ConfigError(f"config key 'methods.{method}.type': {e}") from None
 
 
-def omitted_methods(config: dict, study: dict, base_dir: str | os.PathLike = ".") -> dict[str, dict[str, str]]:
+def omitted_methods(config: dict, study: dict, base_dir: str | os.PathLike = ".",
+                    _limits: dict | None = None) -> dict[str, dict[str, str]]:
     """{model: {method: reason}} of the study's runs that would repeat another run (e.g.
     top-k layers with k above the model's depth): they are not trained, and the study's
-    table leaves their rows out and says why."""
+    table leaves their rows out and says why.
+
+    `_limits` (model name -> model_limits) lets one caller share the reads of the models'
+    config.json over several studies of one config; it is filled in as models are read."""
     from . import methods as registry
 
+    limits = {} if _limits is None else _limits
     out: dict[str, dict[str, str]] = {}
     for model in study["models"]:
         num_layers = None
@@ -317,7 +336,9 @@ def omitted_methods(config: dict, study: dict, base_dir: str | os.PathLike = "."
             if cls.redundant.__func__ is registry.Method.redundant.__func__:
                 continue
             if num_layers is None:
-                num_layers = model_limits(model, config["models"][model], base_dir).get("num_layers")
+                if model not in limits:
+                    limits[model] = model_limits(model, config["models"][model], base_dir)
+                num_layers = limits[model].get("num_layers")
             options = registry.parse_options(spec["type"], spec.get("options") or {}, f"methods.{method}.options")
             reason = cls.redundant(options, num_layers)
             if reason:
@@ -327,28 +348,32 @@ def omitted_methods(config: dict, study: dict, base_dir: str | os.PathLike = "."
 
 def study_runs(config: dict, study: dict) -> list[Run]:
     omitted = study["omitted"] if "omitted" in study else omitted_methods(config, study)
+    seeds = study_seeds(config, study)
     return [
         Run(m, t, x, s)
         for m in study["models"]
         for t in study["tasks"]
         for x in study["methods"]
         if x not in omitted.get(m, {})
-        for s in study_seeds(config, study)
+        for s in seeds
     ]
 
 
-def runs(config: dict) -> list[Run]:
-    """Union of the runs of every enabled study, in a stable order."""
+def runs(config: dict, *, studies: dict | None = None) -> list[Run]:
+    """Union of the runs of every enabled study, in a stable order.
+
+    `studies`: enabled_studies(config) when the caller has it already (it reads the models'
+    config.json files)."""
     seen: dict[Run, None] = {}
-    for study in enabled_studies(config).values():
+    for study in (enabled_studies(config) if studies is None else studies).values():
         for run in study_runs(config, study):
             seen.setdefault(run)
     return list(seen)
 
 
-def used_datasets(config: dict) -> list[str]:
+def used_datasets(config: dict, *, run_list: list[Run] | None = None) -> list[str]:
     names: dict[str, None] = {}
-    for task in {r.task for r in runs(config)}:
+    for task in {r.task for r in (runs(config) if run_list is None else run_list)}:
         for ds in task_datasets(config["tasks"][task]):
             names.setdefault(ds)
     return sorted(names)
@@ -391,13 +416,14 @@ def available_eval_sets(config: dict, task_name: str, base_dir: str | os.PathLik
     return {k: v for k, v in task["eval_sets"].items() if dataset_available(config, v["dataset"], base_dir)}
 
 
-def skipped_eval_sets(config: dict, base_dir: str | os.PathLike = ".") -> dict:
+def skipped_eval_sets(config: dict, base_dir: str | os.PathLike = ".", *, run_list: list[Run] | None = None) -> dict:
     """{task: {eval set: reason}} for eval sets of optional datasets whose files are absent.
 
     Tables and the report flag these: a configured set is never silently missing.
+    `run_list`: runs(config) when the caller has it already.
     """
     out: dict = {}
-    for task_name in sorted({r.task for r in runs(config)}):
+    for task_name in sorted({r.task for r in (runs(config) if run_list is None else run_list)}):
         for es_name, es in config["tasks"][task_name]["eval_sets"].items():
             if not dataset_available(config, es["dataset"], base_dir):
                 spec = config["datasets"][es["dataset"]]
@@ -468,17 +494,22 @@ class GridRun:
         return f"{r.model}/{r.task}/{r.method}/{self.cell}/seed{r.seed}"
 
 
-def selected_triples(config: dict) -> list[tuple[str, str, str]]:
-    """(model, task, method) of the study runs whose settings are chosen on a grid."""
-    triples = dict.fromkeys((r.model, r.task, r.method) for r in runs(config))
+def selected_triples(config: dict, *, run_list: list[Run] | None = None) -> list[tuple[str, str, str]]:
+    """(model, task, method) of the study runs whose settings are chosen on a grid.
+
+    `run_list`: runs(config) when the caller has it already."""
+    triples = dict.fromkeys((r.model, r.task, r.method) for r in (runs(config) if run_list is None else run_list))
     return [t for t in triples if selection_grid(config, *t)]
 
 
-def grid_runs(config: dict) -> list[GridRun]:
+def grid_runs(config: dict, *, triples: list[tuple[str, str, str]] | None = None) -> list[GridRun]:
+    """The grid runs of the selected triples (`triples`: selected_triples(config) when the
+    caller has it already)."""
+    seeds = selection_seeds(config)
     return [GridRun(Run(m, t, x, s), cell_id(cell))
-            for m, t, x in selected_triples(config)
+            for m, t, x in (selected_triples(config) if triples is None else triples)
             for cell in selection_grid(config, m, t, x)
-            for s in selection_seeds(config)]
+            for s in seeds]
 
 
 def cell_hyperparameters(config: dict, model: str, task: str, method: str, cell: str) -> dict:

@@ -38,10 +38,11 @@ STRATEGIES = ("ddp", "fsdp")
 
 
 def check(method_cls, processes: int, parallel: str, where: str) -> None:
-    """Config-time check of a run's `training.processes`/`training.parallel` (ConfigError)."""
-    if processes > 1 and parallel == "fsdp" and not method_cls.shardable:
-        raise ConfigError(f"{where}: method type '{method_cls.name}' cannot train under FSDP "
-                          "(training.parallel: fsdp); use parallel: ddp or processes: 1")
+    """A run's `training.processes`/`training.parallel` suit its method (ConfigError); the
+    rule lives in lwob.config, which applies it when the workflow is planned."""
+    from .config import check_strategy
+
+    check_strategy(method_cls, processes, parallel, where)
 
 
 def in_worker() -> bool:

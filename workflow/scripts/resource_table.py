@@ -1,0 +1,22 @@
+"""The resource study's table (LaTeX + CSV), per-task training costs (CSV) and figure."""
+from lwob.jobs import run_job
+
+cfg = snakemake.config
+out = snakemake.output
+run_job(
+    snakemake,
+    "lwob.resource_study:write_resource_study",
+    probes=list(snakemake.input.probes),
+    records=list(snakemake.input.records),
+    tokenized=dict(snakemake.params.tokenized),
+    study=dict(snakemake.params.study),
+    models=cfg["models"],
+    methods=cfg["methods"],
+    tasks=cfg["tasks"],
+    template_path=snakemake.input.template,
+    out_tex=out.tex,
+    out_csv=out.csv,
+    out_training_csv=out.training,
+    out_pdf=out.pdf,
+    out_png=out.png,
+)
