@@ -1,7 +1,7 @@
-"""Workflow-level timings: the fixed cost of one job, the offline demo's wall time split by
-rule and into fixed cost and work, and the planning time of the full paper DAG.
+"""Workflow-level timings: the fixed cost of one job, and the offline demo's wall time split by
+rule and into fixed cost and work.
 
-    python benchmarks/bench_workflow.py [--skip-demo] [--out benchmarks/out]
+    python benchmarks/bench_workflow.py [--skip-demo] [--keep DIR] [--out benchmarks/out]
 
 - Fixed cost of one job, measured in parts: a cold Python process importing what a job
   needs (torch, transformers, peft, lwob; what the warm worker saves), and loading the demo
@@ -11,12 +11,13 @@ rule and into fixed cost and work, and the planning time of the full paper DAG.
   inside the job function ("done in ... s"): the difference is the job's start-up (process,
   script, warm-worker fork). Work is the rest minus the model loads; idle is
   wall x cores minus the jobs' summed wall time (scheduling, serial steps, unused cores).
-- `snakemake --profile slurm all -n` on config/config.yaml (the paper study).
+Planning the paper DAG (`snakemake -n all`) is timed by benchmarks/bench_dag.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -91,19 +92,16 @@ def job_fixed_cost() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-demo", action="store_true")
+    ap.add_argument("--keep", help="run the demo in this (new) folder and keep it, instead of a temporary one")
     ap.add_argument("--out", default="benchmarks/out")
     args = ap.parse_args()
     figures: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                  "python": platform.python_version()}}
-    secs, result = snakemake(REPO, "--profile", "slurm", "all", "-n", "--quiet", "rules")
-    assert result.returncode == 0, result.stderr[-2000:]
-    figures["paper_dry_run_s"] = round(secs, 2)
-    print(f"snakemake --profile slurm all -n (paper config): {secs:.1f} s")
     fixed = figures["job_fixed_cost"] = job_fixed_cost()
     print(f"job fixed cost: python start {fixed['python_start_s']} s, cold imports {fixed['cold_imports_s']} s "
           f"(the warm worker's fork replaces these locally), model build {fixed['model_build_s']} s")
     if not args.skip_demo:
-        with tempfile.TemporaryDirectory() as tmp:
+        with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) as tmp:
             work = Path(tmp) / "repo"
             work.mkdir()
             for item in ITEMS:
