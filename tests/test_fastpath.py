@@ -59,3 +59,48 @@ def test_bf16_keeps_fp32_master_weights_and_is_recorded(tokenized, tmp_path):  #
     assert diff < 5e-3
     # the same validation metric within noise (16 validation examples)
     assert abs(bf16["best_val_score"] - fp32["best_val_score"]) <= 0.25
+
+
+@pytest.mark.parametrize("method, options", [("lora", None), ("ia3", {}), ("bitfit", {})])
+def test_frozen_weights_stored_in_bf16_change_nothing(tokenized, tmp_path, monkeypatch, method, options):  # noqa: F811
+    """Under bf16 the frozen linear weights are stored in bf16 once instead of being cast by
+    autocast in every forward: the same training, bit for bit."""
+    cast = _train(tokenized, tmp_path / "cast", method=method, options=options, hp={"precision": "bf16"})
+    monkeypatch.setattr(fastpath, "cast_frozen_linear_weights", lambda model, dtype=None: 0)
+    plain = _train(tokenized, tmp_path / "plain", method=method, options=options, hp={"precision": "bf16"})
+    assert cast["epochs"] == plain["epochs"]
+    wa, wb = load_file(tmp_path / "cast" / "weights.safetensors"), load_file(tmp_path / "plain" / "weights.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert all(t.dtype == torch.float32 for t in wa.values())  # trainable tensors: fp32
+
+
+def test_cast_frozen_linear_weights_leaves_trainable_ones():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    model[0].requires_grad_(False)
+    model[1].requires_grad_(False)
+    assert fastpath.cast_frozen_linear_weights(model) == 2
+    assert model[0].weight.dtype == torch.bfloat16 and model[0].bias.dtype == torch.bfloat16
+    assert model[1].weight.dtype == torch.float32  # layer norms run in fp32 under autocast
+    assert model[2].weight.dtype == torch.float32
+
+
+def test_evaluation_scores_at_the_recorded_precision(tokenized, tmp_path):  # noqa: F811
+    """A bf16 run is evaluated under bf16 (its linear weights stored in bf16 once): the
+    validation part scored as an eval set gives exactly the validation score training saw."""
+    import shutil
+
+    from lwob.evaluation import evaluate_run
+    from lwob.io import write_json
+    from test_training import MINILM
+
+    options = {"r": 4, "alpha": 8, "dropout": 0.1}
+    record = _train(tokenized, tmp_path / "run", method="lora", options=options, hp={"precision": "bf16"})
+    val_dir = tmp_path / "valset"
+    val_dir.mkdir()
+    shutil.copy(tokenized / "validation.parquet", val_dir / "validation.parquet")
+    write_json(val_dir / "validation.json", {"eval_set": "validation", "kind": "origin", "column": "c", "scoring": {}})
+    out = evaluate_run(model_dir=MINILM, tokenized_dir=tokenized, run_dir=tmp_path / "run", method_type="lora",
+                       method_options=options, eval_parts=[val_dir / "validation.json"], out_json=tmp_path / "e.json",
+                       out_predictions=tmp_path / "e.parquet", threads=1)
+    assert record["provenance"]["fast_path"]["precision"] == "bf16"
+    assert out["metrics"]["validation"]["accuracy"] == record["best_val_score"]

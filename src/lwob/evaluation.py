@@ -50,6 +50,8 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     methods.load_trained(model, run_dir / "weights.safetensors")
     model.to(device)
     model.eval()
+    model.requires_grad_(False)  # nothing trains here: every linear weight may be stored in bf16
+    fast.prepare(model)
 
     pad = int(meta["pad_token_id"])
     metrics: dict = {}

@@ -357,7 +357,8 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     model.to(device)
     model.train()
     model = par.wrap(model)
-    core = fast.prepare(par.unwrap(model))  # the model itself, for method hooks
+    # the model itself, for method hooks (sharded parameters are left as they are)
+    core = fast.prepare(par.unwrap(model), cast_frozen=par.world == 1)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, hp, device)
     warmup = math.ceil(hp["warmup_ratio"] * total_steps)
