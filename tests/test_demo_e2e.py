@@ -217,7 +217,7 @@ def test_selection_on_validation_and_statistics(demo):
     assert set(cls.method) == {"lora", "adalora", "prefix", "ia3", "bitfit", "top1", "top3", "top6"}
     seeds = yaml.safe_load((demo / "config/demo.yaml").read_text())["seeds"]
     three = cls[cls.method == "lora"]
-    assert (three.n_seeds == len(seeds) == 3).all() and three.p_t.between(0, 1).all()
+    assert len(seeds) == 3 and (three.n_seeds == len(seeds)).all() and three.p_t.between(0, 1).all()
     assert (comp.p_t_holm.dropna() >= comp.p_t.dropna().loc[comp.p_t_holm.dropna().index] - 1e-12).all()
     assert (cls.boot_low <= cls.boot_diff).all() and (cls.boot_diff <= cls.boot_high).all()
     adv = cls[cls.kind == "adv"]
