@@ -328,7 +328,7 @@ def render(rows, peaks, machine, args) -> str:
             f"| {r['variant']} | {r['step_s_best']:.2f} / {r['step_s_median']:.2f} | {r['samples_per_s']:.2f} "
             f"| {r['tokens_per_s']:.0f} | {r['flop_s'] / 1e12:.3f} | {with_attn / 1e12:.3f} "
             f"| {100 * r['flop_s'] / p32:.0f}% | {100 * r['flop_s'] / p16:.1f}% "
-            f"| {(ref['step_s_best'] / r['step_s_best']) if ref and r['method'] == 'fft' else float('nan'):.2f}x "
+            f"| {format(ref['step_s_best'] / r['step_s_best'], '.2f') + 'x' if ref and r['method'] == 'fft' else '-'} "
             f"| {'-' if r['compile_s'] is None else format(r['compile_s'], '.0f')} |")
     n = next((r["N"] for r in rows if r["method"] == "fft"), None)
     lora = next((r for r in rows if r["method"] == "lora"), None)
