@@ -383,6 +383,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     ap.add_argument("--config", type=Path, default=REPO / "config" / "demo.yaml")
+    ap.add_argument("--ours-group-by-length", choices=["on", "off"], default=None,
+                    help="lwob's training.group_by_length (default: the config's, on in the demo)")
     ap.add_argument("--trainer-sampling", default="random", choices=["random", "group_by_length"],
                     help="Trainer's train_sampling_strategy (default: the Trainer default, 'random')")
     ap.add_argument("--no-trainer-bf16", dest="trainer_bf16", action="store_false",
@@ -430,6 +432,8 @@ def main(argv=None) -> int:
         hp["epochs"] = args.epochs
         if args.precision:
             hp["precision"] = args.precision
+        if args.ours_group_by_length is not None:
+            hp["group_by_length"] = args.ours_group_by_length == "on"
         hp = lt.resolve_hyperparameters(hp)
         common = dict(model_dir=model_dir, tok_dir=tok_dir, method=method, mcfg=mcfg, hp=hp, seed=args.seed,
                       threads=args.threads, out=work)
