@@ -8,6 +8,7 @@ scoring) comes from lwob.tasks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import resource
@@ -176,7 +177,6 @@ def predict(model, part: Part, batch_size: int, device: torch.device, outputs: t
     """Model outputs in the part's row order, fp32 on CPU: name -> (N, classes), or with
     per_token (N, Lmax) where positions past a row's length hold -inf. Under inference mode
     and the run's precision (`fast`, a lwob.fastpath.FastPath; None: fp32)."""
-    import contextlib
 
     was_training = model.training
     model.eval()
