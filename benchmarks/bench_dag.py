@@ -36,19 +36,13 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from machine import cpu_model  # benchmarks/machine.py
+
 REPO = Path(__file__).resolve().parents[1]
 TRIVIAL = 'rule all:\n    output: "x"\n    shell: "touch {output}"\n'
 
 
 def machine() -> dict:
-    model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     versions = {}
     for dist in ("snakemake", "snakemake-executor-plugin-slurm"):
         try:
@@ -58,7 +52,7 @@ def machine() -> dict:
     return {
         "cpus": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": model or platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         **versions,
         "platform": platform.platform(),

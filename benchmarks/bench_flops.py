@@ -58,6 +58,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import bf16_flags, cpu_model, loadavg  # benchmarks/machine.py
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -284,25 +286,11 @@ def profile_step(step, name: str, rows: int) -> str:
 
 
 def machine_info(threads: int) -> dict:
-    cpu = platform.processor() or platform.machine()
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = " ".join(f for f in line.split(":", 1)[1].split() if "bf16" in f or "amx" in f)
-    except OSError:
-        pass
     import transformers
 
-    try:
-        load = Path("/proc/loadavg").read_text().split()[:3]
-    except OSError:
-        load = []
-    return {"cpu": cpu, "bf16_flags": flags, "cores": len(os.sched_getaffinity(0)), "threads": threads,
+    return {"cpu": cpu_model(), "bf16_flags": bf16_flags(), "cores": len(os.sched_getaffinity(0)), "threads": threads,
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "loadavg_at_start": " ".join(load),
+            "python": platform.python_version(), "loadavg_at_start": loadavg(),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
@@ -393,7 +381,7 @@ def main(argv=None) -> int:
     peaks["bf16_end"] = matmul_peak(torch.bfloat16, reps=args.peak_reps)
     peaks["fp32"] = max(peaks["fp32_start"], peaks["fp32_end"])
     peaks["bf16"] = max(peaks["bf16_start"], peaks["bf16_end"])
-    machine["loadavg_at_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    machine["loadavg_at_end"] = loadavg()
     table = render(rows, peaks, machine, args)
     total = time.perf_counter() - t_start
     out = args.out.resolve()

@@ -58,6 +58,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model, loadavg  # benchmarks/machine.py
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -83,14 +85,7 @@ DATASET = "demo_sentiment"
 
 
 def machine_info(threads: int) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import datasets
     import peft
     import transformers
@@ -411,7 +406,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     machine = machine_info(args.threads)
-    machine["loadavg_at_start"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    machine["loadavg_at_start"] = loadavg()
 
     # model (random one), data, lwob run folders (weights.safetensors) and Trainer output_dir: a temp
     # dir, removed at the end; only the report files go to --out.
@@ -507,7 +502,7 @@ def main(argv=None) -> int:
         "seed": args.seed, "repeats (fastest kept)": args.repeats,
     }
     shutil.rmtree(work, ignore_errors=True)
-    machine["loadavg_at_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    machine["loadavg_at_end"] = loadavg()
     md, console = render(rows, machine, settings)
     total = time.perf_counter() - t_start
     suffix = "" if args.model == "demo" else f"_{args.model}"

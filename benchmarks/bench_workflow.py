@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model  # benchmarks/machine.py
+
 REPO = Path(__file__).resolve().parents[1]
 ITEMS = ["Snakefile", "rules", "workflow", "reports", "config", "src", "profiles", "slurm", "envs"]
 
@@ -95,7 +97,7 @@ def main() -> None:
     ap.add_argument("--keep", help="run the demo in this (new) folder and keep it, instead of a temporary one")
     ap.add_argument("--out", default="benchmarks/out")
     args = ap.parse_args()
-    figures: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    figures: dict = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                  "python": platform.python_version()}}
     fixed = figures["job_fixed_cost"] = job_fixed_cost()
     print(f"job fixed cost: python start {fixed['python_start_s']} s, cold imports {fixed['cold_imports_s']} s "
