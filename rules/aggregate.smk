@@ -12,7 +12,7 @@ rule aggregate:
     log:
         "logs/aggregate.log",
     params:
-        code=cfg.code_version("aggregate"),
+        code=deps.code_of("aggregate"),
     conda:
         "../envs/report.yaml"
     script:
@@ -30,7 +30,7 @@ rule statistics:
     log:
         "logs/statistics.log",
     params:
-        code=cfg.code_version("stats", "qa"),
+        code=deps.code_of("statistics"),
     resources:
         **slurm_placement("cpu"),
     conda:
@@ -52,7 +52,8 @@ rule table:
     params:
         study=lambda wc: STUDIES[wc.study],
         skipped=lambda wc: {t: SKIPPED[t] for t in STUDIES[wc.study]["tasks"] if t in SKIPPED},
-        code=cfg.code_version("tables"),
+        shown=PRESENTATION,
+        code=deps.code_of("table"),
     conda:
         "../envs/report.yaml"
     script:
@@ -72,7 +73,8 @@ rule claims:
     log:
         "logs/claims.log",
     params:
-        code=cfg.code_version("claims", "stats"),
+        config=deps.claims_view(config),
+        code=deps.code_of("claims"),
     conda:
         "../envs/report.yaml"
     script:
@@ -91,7 +93,7 @@ rule paper_table:
     params:
         study=lambda wc: STUDIES[wc.study],
         note=config.get("reference_note"),
-        code=cfg.code_version("tables"),
+        code=deps.code_of("paper_table"),
     conda:
         "../envs/report.yaml"
     script:
@@ -109,7 +111,8 @@ rule figure:
         "logs/figure/{study}.log",
     params:
         study=lambda wc: STUDIES[wc.study],
-        code=cfg.code_version("figures", "tables"),
+        shown=PRESENTATION,
+        code=deps.code_of("figure"),
     conda:
         "../envs/report.yaml"
     script:

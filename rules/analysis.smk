@@ -4,9 +4,6 @@
 # increment_module and figure1.
 
 
-INCREMENT_CODE = cfg.code_version("increments", "training", "methods", "models", "tasks", "registry")
-
-
 rule increments:
     input:
         unpack(trained_run),
@@ -16,7 +13,7 @@ rule increments:
         "logs/increments/{model}/{task}/{method}/seed{seed}.log",
     params:
         method=run_method,
-        code=INCREMENT_CODE,
+        code=deps.code_of("increments"),
     threads: threads_of
     resources:
         mem_mb=job_resource("mem_mb"),
@@ -39,7 +36,7 @@ rule increment_module:
     params:
         method=run_method,
         module=lambda wc: cfg.increment_selector(config, wc.method),
-        code=INCREMENT_CODE,
+        code=deps.code_of("increments"),
     threads: threads_of
     resources:
         mem_mb=job_resource("mem_mb"),
@@ -60,7 +57,7 @@ rule increment_table:
     log:
         "logs/increment_table.log",
     params:
-        code=cfg.code_version("increments"),
+        code=deps.code_of("increment_table"),
     conda:
         "../envs/report.yaml"
     script:
@@ -79,7 +76,8 @@ rule figure1:
     params:
         methods=list(FIGURE1),
         increments=cfg.increments_config(config),
-        code=cfg.code_version("increments", "figures", "tables"),
+        shown=PRESENTATION,
+        code=deps.code_of("figure1"),
     conda:
         "../envs/report.yaml"
     script:

@@ -9,6 +9,7 @@ REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "src"))  # the package from this checkout
 
 from lwob import config as cfg
+from lwob import dependencies as deps
 from lwob.errors import ConfigError, DataError
 
 
@@ -161,9 +162,6 @@ def eval_parts(wildcards):
     return [f"data/tokenized/{wildcards.model}/{wildcards.task}/eval/{es}.json" for es in EVAL_SETS[wildcards.task]]
 
 
-TRAIN_CODE = cfg.code_version("training", "checkpoint", "distributed", "methods", "models", "tasks", "qa", "registry")
-
-
 @per_job
 def selection_input(wildcards):
     """The chosen grid cell of the run's (model, task, method), when a grid chooses its settings."""
@@ -179,7 +177,40 @@ def grid_records(wildcards):
 
 @per_job
 def run_hyperparameters(wildcards):
-    return cfg.hyperparameters(config, wildcards.model, wildcards.task, wildcards.method)
+    """The run's resolved training settings, less the evaluation-only ones."""
+    return cfg.training_settings(config, wildcards.model, wildcards.task, wildcards.method)
+
+
+@per_job
+def run_evaluation_settings(wildcards):
+    return cfg.evaluation_settings(config, wildcards.model, wildcards.task, wildcards.method)
+
+
+@per_job
+def cell_hyperparameters(wildcards):
+    return cfg.cell_hyperparameters(config, wildcards.model, wildcards.task, wildcards.method, wildcards.cell)
+
+
+@per_job
+def dataset_spec(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+@per_job
+def local_data_files(wildcards):
+    """A local dataset's files: editing or replacing one re-downloads it (and what follows)."""
+    return deps.local_data_files(config["datasets"][wildcards.dataset])
+
+
+@per_job
+def model_identity(wildcards):
+    """What changes a model's weights, tokenizer or config; not its resources or display name."""
+    return deps.model_identity(config, wildcards.model)
+
+
+# What tables, figures and claims show of the config (display names, aliases, method types,
+# task columns): a param of theirs, so editing a display name redraws them and nothing else.
+PRESENTATION = deps.presentation(config)
 
 
 @per_job

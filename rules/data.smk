@@ -3,13 +3,15 @@
 
 
 rule download:
+    input:
+        local_data_files,
     output:
         "data/raw/{dataset}/manifest.json",
     log:
         "logs/download/{dataset}.log",
     params:
-        spec=lambda wc: config["datasets"][wc.dataset],
-        code=cfg.code_version("data.sources", "data.formats", "data.demo"),
+        spec=dataset_spec,
+        code=deps.code_of("download"),
     conda:
         "../envs/data.yaml"
     script:
@@ -22,8 +24,8 @@ rule fetch_model:
     log:
         "logs/fetch_model/{model}.log",
     params:
-        spec=lambda wc: config["models"][wc.model],
-        code=cfg.code_version("models"),
+        spec=model_identity,
+        code=deps.code_of("fetch_model"),
     conda:
         "../envs/data.yaml"
     script:
@@ -40,7 +42,7 @@ rule tokenize:
         "logs/tokenize/{model}/{task}.log",
     params:
         task=training_part_spec,
-        code=cfg.code_version("data.tokenize", "tasks", "qa", "registry"),
+        code=deps.code_of("tokenize"),
     resources:
         mem_mb=8000,
         runtime=60,
@@ -61,7 +63,7 @@ rule tokenize_eval:
         "logs/tokenize/{model}/{task}/eval/{eval_set}.log",
     params:
         task=eval_set_part_spec,
-        code=cfg.code_version("data.tokenize", "tasks", "qa", "registry"),
+        code=deps.code_of("tokenize_eval"),
     resources:
         mem_mb=8000,
         runtime=60,

@@ -15,7 +15,8 @@ rule evaluate:
         "logs/benchmarks/evaluate/{model}/{task}/{method}/seed{seed}.tsv"
     params:
         method=run_method,
-        code=cfg.code_version("evaluation", "training", "methods", "models", "tasks", "qa", "registry"),
+        evaluation=run_evaluation_settings,
+        code=deps.code_of("evaluate"),
     threads: threads_of
     resources:
         mem_mb=job_resource("mem_mb"),

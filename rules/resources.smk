@@ -18,9 +18,6 @@ localrules:
     resource_table,
 
 
-RESOURCE_CODE = cfg.code_version("resource_study", "training", "methods", "models", "tasks", "fastpath", "registry")
-
-
 # The study's final files for `rule all` (none without a `resource_study` section); a partial,
 # not a function defined here, as a rule file holds rules only (snakemake --lint).
 resource_outputs = functools.partial(rs.final_outputs, config)
@@ -38,7 +35,7 @@ rule resource_probe:
     params:
         method=run_method,
         spec=lambda wc: rs.probe_spec(config, wc.model, wc.method),
-        code=RESOURCE_CODE,
+        code=deps.code_of("resource_probe"),
     threads: threads_of
     resources:
         mem_mb=job_resource("mem_mb"),
@@ -70,7 +67,8 @@ rule resource_table:
     params:
         study=rs.table_spec(config) if RESOURCE_STUDY else {},
         tokenized={f"{r.model}/{r.task}": f"data/tokenized/{r.model}/{r.task}/meta.json" for r in RESOURCE_RUNS},
-        code=cfg.code_version("resource_study", "tables", "figures"),
+        shown=PRESENTATION,
+        code=deps.code_of("resource_table"),
     conda:
         "../envs/report.yaml"
     script:

@@ -18,8 +18,8 @@ rule train_cell:
         "logs/benchmarks/train_cell/{model}/{task}/{method}/{cell}/seed{seed}.tsv"
     params:
         method=run_method,
-        hyperparameters=lambda wc: cfg.cell_hyperparameters(config, wc.model, wc.task, wc.method, wc.cell),
-        code=TRAIN_CODE,
+        hyperparameters=cell_hyperparameters,
+        code=deps.code_of("train"),
     threads: train_threads
     resources:
         mem_mb=job_resource("mem_mb", per_run=True),
@@ -43,7 +43,7 @@ rule select:
         "logs/select/{model}/{task}/{method}.log",
     params:
         cells=lambda wc: {cfg.cell_id(c): c for c in cfg.selection_grid(config, wc.model, wc.task, wc.method)},
-        code=cfg.code_version("selection"),
+        code=deps.code_of("select"),
     conda:
         "../envs/report.yaml"
     script:
@@ -58,7 +58,7 @@ rule selection_table:
     log:
         "logs/selection_table.log",
     params:
-        code=cfg.code_version("selection"),
+        code=deps.code_of("selection_table"),
     conda:
         "../envs/report.yaml"
     script:

@@ -19,7 +19,7 @@ rule train:
     params:
         method=run_method,
         hyperparameters=run_hyperparameters,
-        code=TRAIN_CODE,
+        code=deps.code_of("train"),
     threads: train_threads
     resources:
         mem_mb=job_resource("mem_mb", per_run=True),

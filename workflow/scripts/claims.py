@@ -8,7 +8,7 @@ run_job(
     comparisons_csv=snakemake.input.comparisons,
     runs_csv=snakemake.input.runs,
     figure1_csv=snakemake.input.figure1[0] if snakemake.input.figure1 else None,
-    config=dict(snakemake.config),
+    config=dict(snakemake.params.config),
     template_path=snakemake.input.template,
     out_csv=snakemake.output.csv,
     out_html=snakemake.output.html,

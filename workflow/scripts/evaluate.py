@@ -1,5 +1,6 @@
 """Evaluate one trained run on every eval set of its task."""
-from lwob.jobs import run_job, trained_run_args
+from lwob.finished_run import trained_run_args
+from lwob.jobs import run_job
 
 run_job(
     snakemake,
@@ -9,4 +10,5 @@ run_job(
     out_json=snakemake.output.metrics,
     out_predictions=snakemake.output.predictions,
     threads=max(1, int(snakemake.threads)),
+    batch_size=int(snakemake.params.evaluation["eval_batch_size"]),
 )

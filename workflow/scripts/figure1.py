@@ -1,13 +1,13 @@
 """The paper's Figure 1: histograms of the chosen module's increments per method."""
 from lwob.jobs import run_job
 
-cfg = snakemake.config
+shown = snakemake.params.shown  # display names, aliases, method types, task columns
 run_job(
     snakemake,
     "lwob.increments:write_increment_figure",
     selected=dict(zip(snakemake.params.methods, snakemake.input.selected)),
-    methods=cfg["methods"],
-    models=cfg["models"],
+    methods=shown["methods"],
+    models=shown["models"],
     layout=snakemake.params.increments.get("layout", "faceted"),
     out_pdf=snakemake.output.pdf,
     out_png=snakemake.output.png,

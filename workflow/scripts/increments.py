@@ -1,6 +1,7 @@
 """Weight increments of one run: statistics of every changed tensor (rule increments) or
 the chosen module's increments for Figure 1 (rule increment_module)."""
-from lwob.jobs import run_job, trained_run_args
+from lwob.finished_run import trained_run_args
+from lwob.jobs import run_job
 
 out = snakemake.output
 run_job(

@@ -1,7 +1,7 @@
 """The resource study's table (LaTeX + CSV), per-task training costs (CSV) and figure."""
 from lwob.jobs import run_job
 
-cfg = snakemake.config
+shown = snakemake.params.shown  # display names, aliases, method types, task columns
 out = snakemake.output
 run_job(
     snakemake,
@@ -10,9 +10,9 @@ run_job(
     records=list(snakemake.input.records),
     tokenized=dict(snakemake.params.tokenized),
     study=dict(snakemake.params.study),
-    models=cfg["models"],
-    methods=cfg["methods"],
-    tasks=cfg["tasks"],
+    models=shown["models"],
+    methods=shown["methods"],
+    tasks=shown["tasks"],
     template_path=snakemake.input.template,
     out_tex=out.tex,
     out_csv=out.csv,

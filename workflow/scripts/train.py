@@ -1,12 +1,15 @@
 """Train one run: {model}/{task}/{method}/seed{seed}, or one grid cell's run (rule train_cell)."""
 from pathlib import Path
 
+from lwob.config import evaluation_settings
 from lwob.io import read_json
 from lwob.jobs import run_job
 
 w = snakemake.wildcards
 model = read_json(snakemake.input.model)
-hyperparameters = dict(snakemake.params.hyperparameters)
+# Not params: the evaluation-only settings (eval_batch_size, for the per-epoch validation
+# pass) must not retrain a run when they change.
+hyperparameters = {**snakemake.params.hyperparameters, **evaluation_settings(snakemake.config, w.model, w.task, w.method)}
 selection = {}
 if snakemake.input.get("selection"):  # the run's settings were chosen on a grid (validation)
     choice = read_json(snakemake.input.selection)
