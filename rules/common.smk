@@ -14,6 +14,8 @@ from lwob.errors import ConfigError, DataError
 
 
 try:
+    # Snakemake's YAML loader keeps the last of two equal keys: re-read its files strictly.
+    cfg.check_config_files([*workflow.overwrite_configfiles, *workflow.configfiles])
     cfg.validate(config, REPO / "config/schemas/config.schema.yaml", base_dir=".")
 except (ConfigError, DataError) as err:
     # One clear message, no traceback, before any job runs.

@@ -176,3 +176,110 @@ def test_slurm_resources_name_only_what_is_set(monkeypatch, paper_config):
     monkeypatch.setenv("LWOB_SLURM_QOS", "long")
     assert cfg.slurm_resources(paper_config, "gpu") == {"slurm_partition": "gpu", "qos": "long"}
     assert cfg.slurm_resources(paper_config, "cpu") == {"qos": "long"}
+
+
+# --------------------------------------------------------------------------- issue 13: config-time checks
+
+
+@pytest.mark.parametrize("where, bad, match", [
+    ("studies", "../../x", r"config key 'studies': study name '\.\./\.\./x'"),
+    ("methods", "..", r"config key 'methods': method name '\.\.'"),
+    ("methods", ".", r"config key 'methods': method name '\.'"),
+    ("datasets", "a/b", r"config key 'datasets': dataset name 'a/b'"),
+    ("models", ".hidden", r"config key 'models': model name '\.hidden'"),
+    ("tasks", "two words", r"config key 'tasks': task name 'two words'"),
+])
+def test_unsafe_names_are_refused(demo_config, where, bad, match):
+    """Names become folders: `../../x` would write outside the working directory, `..` would
+    make two tasks' runs share one folder."""
+    demo_config[where][bad] = next(iter(demo_config[where].values()))
+    with pytest.raises(ConfigError, match=match):
+        validate(demo_config)
+
+
+def test_unsafe_eval_set_and_split_names_are_refused(demo_config):
+    eval_sets = demo_config["tasks"]["demo-sst2"]["eval_sets"]
+    eval_sets["../adv"] = eval_sets.pop("adv")
+    with pytest.raises(ConfigError, match=r"tasks\.demo-sst2\.eval_sets': eval set name '\.\./adv'"):
+        validate(demo_config)
+    eval_sets["adv"] = eval_sets.pop("../adv")
+    eval_sets["adv"]["split"] = "../../etc/passwd"
+    with pytest.raises(ConfigError, match=r"tasks\.demo-sst2\.eval_sets\.adv\.split': split name"):
+        validate(demo_config)
+
+
+def test_safe_names_with_dots_and_plus_pass(demo_config):
+    demo_config["methods"]["lora-r8.v2+b"] = demo_config["methods"]["lora"]
+    demo_config["studies"]["table3"]["methods"].append("lora-r8.v2+b")
+    assert "lora-r8.v2+b" in {r.method for r in cfg.runs(validate(demo_config))}
+
+
+@pytest.mark.parametrize("dataset, key, allowed", [
+    ("demo_qa_addansctx", "sha265", "sha256"),     # local: a misspelt checksum key
+    ("demo_sentiment", "n_trian", "n_train"),      # demo: a misspelt count
+])
+def test_dataset_entry_with_unknown_key(demo_config, dataset, key, allowed):
+    demo_config["datasets"][dataset][key] = {"test": "0" * 64} if key == "sha265" else 12
+    with pytest.raises(ConfigError) as err:
+        validate(demo_config)
+    message = str(err.value)
+    source = demo_config["datasets"][dataset]["source"]
+    assert f"config key 'datasets.{dataset}.{key}': unknown key in {source} dataset '{dataset}'" in message
+    assert f"did you mean '{allowed}'" in message and "allowed: " in message
+    assert "is not valid under any of the given schemas" not in message
+
+
+def test_hub_dataset_with_a_local_key(paper_config):
+    paper_config["datasets"]["glue_sst2"]["files"] = {"train": "a.tsv"}
+    with pytest.raises(ConfigError, match=r"datasets\.glue_sst2\.files': unknown key in hub dataset 'glue_sst2'"
+                                          r".*allowed: columns, label_map, name, path, revision, source, splits"):
+        validate(paper_config)
+
+
+def test_schema_dataset_keys_match_the_package():
+    """The schema's closed dataset schemas and lwob.data.sources.SOURCE_KEYS list the same keys."""
+    from lwob.data import demo, sources
+
+    schema = cfg.load_yaml(SCHEMA)
+    for source, keys in sources.SOURCE_KEYS.items():
+        assert set(schema["definitions"][f"{source}_dataset"]["properties"]) == set(keys), source
+    assert set(schema["properties"]["datasets"]["additionalProperties"]["properties"]["source"]["enum"]) == set(
+        sources.SOURCE_KEYS)
+    assert set(sources.SOURCE_KEYS["demo"]) == {"source", "generator", *demo.DEFAULTS, *demo.QA_DEFAULTS}
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c["methods"]["lora"]["training"].update(lr="inf"), "methods.lora.training.lr"),
+    (lambda c: c["methods"]["lora"]["training"].update(lr=float("inf")), "methods.lora.training.lr"),
+    (lambda c: c["training"].update(max_grad_norm=float("nan")), "training.max_grad_norm"),
+    (lambda c: c["methods"]["lora"]["options"].update(dropout=float("nan")), "methods.lora.options.dropout"),
+    (lambda c: c["selection"]["grids"]["lora"].update(lr=[1e-3, "-inf"]), r"selection.grids.lora.lr[1]"),
+    (lambda c: c["datasets"]["demo_sentiment"].update(label_noise=float("nan")), "datasets.demo_sentiment.label_noise"),
+])
+def test_non_finite_numbers_are_refused(demo_config, mutate, key):
+    mutate(demo_config)
+    with pytest.raises(ConfigError) as err:
+        validate(demo_config)
+    assert f"config key '{key}'" in str(err.value) and "not a finite number" in str(err.value)
+
+
+def test_duplicate_yaml_key_names_file_line_and_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seeds: [0]\nmethods:\n  lora:\n    type: lora\n    training: {lr: 1.0e-4}\n"
+                    "  fft: {type: fft}\n  lora: {type: lora}\n")
+    with pytest.raises(ConfigError, match=rf"{path}, line 7: duplicate key 'lora' \(first given at line 3\)"):
+        cfg.load_yaml(path)
+    path.write_text("training: {lr: 1.0e-4, epochs: 2, lr: 1.0e-3}\n")  # flow style, same line
+    with pytest.raises(ConfigError, match=r"line 1: duplicate key 'lr'"):
+        cfg.load_yaml(path)
+
+
+def test_yaml_merge_keys_may_override(tmp_path):
+    """`<<: *anchor` then a key of the anchor is YAML's way to override, not a duplicate."""
+    path = tmp_path / "c.yaml"
+    path.write_text("base: &b {lr: 1.0e-4, epochs: 2}\nlong:\n  <<: *b\n  epochs: 10\n")
+    assert cfg.load_yaml(path)["long"] == {"lr": 1e-4, "epochs": 10}
+
+
+def test_shipped_config_files_have_no_duplicate_keys():
+    cfg.check_config_files(sorted((REPO / "config").glob("*.yaml")))

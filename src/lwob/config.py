@@ -9,9 +9,12 @@ file or value at fault, before any job runs.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
+import math
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +30,12 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Keys of a hyperparameter block whose values must be numbers. YAML 1.1 reads "5e-4"
 # (no dot) as a string; we accept such strings as numbers rather than surprise users.
 _NUMERIC_HP = ("lr", "warmup_ratio", "weight_decay", "max_grad_norm")
+
+#: The one pattern every configured name matches (datasets, models, methods, tasks, eval sets,
+#: studies, split names): names become folders and file names, so no '/', no leading '.'
+#: ('..' would climb out of the working directory) and nothing a shell or a wildcard misreads.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+SAFE_NAME_RULE = "letters, digits and '_', '.', '+', '-', starting with a letter or digit"
 
 
 @dataclass(frozen=True, order=True)
@@ -46,18 +55,56 @@ class Run:
 # --------------------------------------------------------------------------- loading
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int, first_line: int):
+        super().__init__(key, line, first_line)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UniqueKeyLoader(_SafeLoader):
+    """The safe loader, refusing a key twice in one mapping: plain YAML keeps the last silently,
+    so a repeated `lr:` would quietly undo the first. Merge keys (`<<: *anchor`) still override."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict = {}
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in first_line:
+                        raise _DuplicateKey(key, key_node.start_mark.line + 1, first_line[key])
+                    first_line[key] = key_node.start_mark.line + 1
+                except TypeError:  # an unhashable key: the base loader reports it
+                    pass
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
+    """A YAML (or JSON) config file as a dict; ConfigError on a missing file, bad YAML or a key
+    given twice in one mapping (naming file, line and key)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
     try:
         with open(path) as f:
-            data = yaml.load(f, Loader=_SafeLoader)
+            data = yaml.load(f, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path}, line {e.line}: duplicate key '{e.key}' (first given at line {e.first_line}); "
+                          "YAML would silently keep only the last one: remove one") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def check_config_files(paths: Iterable[str | os.PathLike]) -> None:
+    """Re-read the config files Snakemake loaded (`workflow.configfiles`) with the loader that
+    refuses duplicate keys: Snakemake's own loader keeps the last of two silently."""
+    for path in dict.fromkeys(str(p) for p in paths):
+        load_yaml(path)
 
 
 def _key(path: Iterable[Any]) -> str:
@@ -98,6 +145,63 @@ def _number(value):
     return value
 
 
+def check_finite(value: Any, key: str = "") -> None:
+    """No number anywhere in the config is infinite or NaN (YAML `.inf`, `.nan`, or "inf" made
+    a number): a schema's `minimum` lets both through, and a NaN learning rate trains to NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{key or '<top level>'}': {value} is not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_finite(v, f"{key}[{i}]")
+
+
+def check_names(config: dict) -> None:
+    """Every configured name matches SAFE_NAME (ConfigError naming the key): names are folders
+    and file names of the results (a study named `../../x` would write outside the working
+    directory; two methods named `.` and `..` would share one)."""
+    for section, what in (("datasets", "dataset"), ("models", "model"), ("methods", "method"), ("tasks", "task"),
+                          ("studies", "study")):
+        for name in config[section]:
+            _check_name(name, section, f"{what} name")
+    for task_name, task in config["tasks"].items():
+        refs = {"train": task["train"], "validation": task["validation"]}
+        for es_name, es in task["eval_sets"].items():
+            _check_name(es_name, f"tasks.{task_name}.eval_sets", "eval set name")
+            refs[f"eval_sets.{es_name}"] = es
+        for where, ref in refs.items():
+            if "split" in ref:  # raw splits are files data/raw/<dataset>/<split>.parquet
+                _check_name(ref["split"], f"tasks.{task_name}.{where}.split", "split name")
+
+
+def _check_name(name: Any, key: str, what: str) -> None:
+    """ConfigError at `key` unless `name` matches SAFE_NAME."""
+    if isinstance(name, str) and SAFE_NAME.match(name):
+        return
+    raise ConfigError(f"config key '{key}': {what} {name!r} is not allowed (names become file and folder "
+                      f"names: {SAFE_NAME_RULE})")
+
+
+def _unknown_key_message(err) -> str:
+    """A readable line for an object given a key its schema does not allow: the key, the entry,
+    a near match and the allowed keys (jsonschema's own message lists none of them)."""
+    allowed = sorted(err.schema.get("properties") or {})
+    unknown = [k for k in err.instance if k not in allowed]
+    near = difflib.get_close_matches(str(unknown[0]), allowed, n=1) if unknown else []
+    title = err.schema.get("title")
+    where = ".".join(str(p) for p in err.absolute_path)
+    entry = str(err.absolute_path[-1]) if err.absolute_path else ""
+    lines = []
+    for k in unknown:
+        lines.append(f"config key '{where + '.' if where else ''}{k}': unknown key"
+                     + (f" in {title} '{entry}'" if title and entry else "")
+                     + (f" (did you mean '{near[0]}'?)" if near and k == unknown[0] else "")
+                     + f"; allowed: {', '.join(allowed)}")
+    return "\n  ".join(lines)
+
+
 def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
     import jsonschema
 
@@ -108,8 +212,11 @@ def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
         return
     lines = []
     for err in errors[:5]:
-        best = jsonschema.exceptions.best_match([err])
-        lines.append(f"config key '{_key(best.absolute_path)}': {best.message}")
+        where = ".".join(str(p) for p in err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            lines.append(_unknown_key_message(err))
+        else:
+            lines.append(f"config key '{where or '<top level>'}': {err.message}")
     more = f"\n(and {len(errors) - 5} more)" if len(errors) > 5 else ""
     raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines) + more)
 
@@ -117,7 +224,9 @@ def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
 def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.PathLike = ".") -> dict:
     """Check the whole config; return it with defaults filled in. Raises ConfigError."""
     _coerce_numbers(config)
+    check_finite(config)
     check_schema(config, schema_path)
+    check_names(config)
     base_dir = Path(base_dir)
     for study_name, study in config["studies"].items():
         study.setdefault("enabled", True)

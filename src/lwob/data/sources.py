@@ -15,6 +15,7 @@ callers can skip the dataset and flag it.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -22,12 +23,22 @@ from typing import Any
 
 import pandas as pd
 
+from lwob.config import SAFE_NAME, SAFE_NAME_RULE
 from lwob.data import formats
 from lwob.errors import ConfigError, DataError
 from lwob.io import sha256_file, write_json
 
-SOURCES = ("hub", "local", "demo")
-_SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: The keys each source takes, and no others (a misspelt `sha265:` would silently skip the
+#: checksum). config/schemas/config.schema.yaml has the same lists (a test keeps them equal).
+SOURCE_KEYS = {
+    "hub": ("source", "path", "name", "revision", "splits", "label_map", "columns"),
+    "local": ("source", "format", "file", "files", "sha256", "label_map", "columns", "optional"),
+    "demo": ("source", "generator", "seed", "n_train", "n_validation", "n_test", "perturbations", "label_noise",
+             "adversaries", "variants", "sentences"),
+}
+SOURCES = tuple(SOURCE_KEYS)
+#: Why a source does not take a key that another one does.
+_NOT_FOR = {("hub", "sha256"): "only local datasets take checksums: a hub dataset is pinned by its revision"}
 
 
 # --------------------------------------------------------------------------- checking
@@ -44,9 +55,9 @@ def _resolve(path: str, base_dir: Path | None) -> Path:
 
 
 def _check_split_name(name: str, key: str, split: Any) -> None:
-    if not isinstance(split, str) or not _SPLIT_NAME.match(split):
+    if not isinstance(split, str) or not SAFE_NAME.match(split):
         raise ConfigError(f"{key}: invalid split name {split!r} for dataset {name!r} "
-                          f"(letters, digits, '_', '-', '.'; used as a file name)")
+                          f"(used as a file name: {SAFE_NAME_RULE})")
 
 
 def _local_files(name: str, spec: dict) -> list[tuple[str, str, str, str]]:
@@ -125,6 +136,13 @@ def _check_structure(name: str, spec: Any) -> list[tuple[str, str, str, str]]:
     if optional and source != "local":
         raise ConfigError(f"{_key(name, 'optional')}: only local datasets can be optional "
                           f"(dataset {name!r} has source {source!r})")
+    unknown = [k for k in spec if k not in SOURCE_KEYS[source]]
+    if unknown:
+        near = difflib.get_close_matches(str(unknown[0]), SOURCE_KEYS[source], n=1)
+        raise ConfigError(f"{_key(name, str(unknown[0]))}: unknown key for a {source} dataset"
+                          + (f" ({_NOT_FOR[source, unknown[0]]})" if (source, unknown[0]) in _NOT_FOR else "")
+                          + (f" (did you mean '{near[0]}'?)" if near else "")
+                          + f"; allowed: {', '.join(sorted(SOURCE_KEYS[source]))}")
     lm = spec.get("label_map")
     if lm:
         for k, v in lm.items():
@@ -139,9 +157,6 @@ def _check_structure(name: str, spec: Any) -> list[tuple[str, str, str, str]]:
             raise ConfigError(f"{_key(name, 'splits')}: required for a hub dataset (a list of split names)")
         for s in splits:
             _check_split_name(name, _key(name, "splits"), s)
-        if spec.get("sha256"):
-            raise ConfigError(f"{_key(name, 'sha256')}: only local datasets take checksums "
-                              f"(a hub dataset is pinned by its revision)")
         return []
     if source == "demo":
         from lwob.data import demo
