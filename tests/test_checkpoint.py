@@ -14,15 +14,15 @@ from lwob import checkpoint, training
 from test_training import HP, _train, tokenized  # noqa: F401 - the tokenized fixture
 
 
-def _sigterm_at(monkeypatch, at_step: int):
-    """Deliver a real SIGTERM to this process when the loop asks for the lr of `at_step`."""
+def _sigterm_at(monkeypatch, at_step: int, signum: int = signal.SIGTERM):
+    """Deliver a real SIGTERM (or `signum`) to this process when the loop asks for the lr of `at_step`."""
     real = training.lr_factor
     sent = []
 
     def lr_factor(step, total, warmup, kind):
         if step == at_step and not sent:
             sent.append(step)
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         return real(step, total, warmup, kind)
 
     monkeypatch.setattr(training, "lr_factor", lr_factor)
@@ -79,3 +79,52 @@ def test_periodic_checkpoint_does_not_change_results(tokenized, tmp_path, monkey
     assert saved == list(range(1, len(saved) + 1)) and len(saved) > 1
     assert with_ckpt["epochs"] == plain["epochs"]
     assert not (tmp_path / "a" / checkpoint.FILENAME).exists()
+
+
+def test_ctrl_c_saves_like_sigterm_and_exits_nonzero(tokenized, tmp_path, monkeypatch):  # noqa: F811
+    """SIGINT (Ctrl-C) keeps the training done so far: checkpoint, exit 130, bitwise resume."""
+    full = _train(tokenized, tmp_path / "full", method="lora")
+    sent = _sigterm_at(monkeypatch, 4, signal.SIGINT)
+    with pytest.raises(checkpoint.Preempted) as stop:
+        _train(tokenized, tmp_path / "cut", method="lora")
+    assert sent == [4] and stop.value.code == checkpoint.INTERRUPTED_EXIT == 130
+    assert (tmp_path / "cut" / checkpoint.FILENAME).is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    monkeypatch.undo()
+    resumed = _train(tokenized, tmp_path / "cut", method="lora")
+    assert resumed["resumed_from"] == {"step": 5, "reason": "sigint"}
+    assert resumed["epochs"] == full["epochs"]
+    wa, wb = load_file(tmp_path / "full" / "weights.safetensors"), load_file(tmp_path / "cut" / "weights.safetensors")
+    assert all(bool((wa[k] == wb[k]).all()) for k in wa)
+
+
+def test_second_ctrl_c_stops_at_once():
+    with checkpoint.Preemption() as preemption:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert preemption.requested and preemption.reason == "sigint"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+class _RunsCodeWhenUnpickled:
+    ran: list = []
+
+    def __reduce__(self):
+        return (_RunsCodeWhenUnpickled.ran.append, ("code ran",))
+
+
+def test_checkpoint_is_loaded_as_data_only(tmp_path, capsys):
+    """weights_only: a checkpoint holding a pickled object is refused, never executed."""
+    import torch
+
+    path = tmp_path / checkpoint.FILENAME
+    torch.save({"fingerprint": "fp", "payload": _RunsCodeWhenUnpickled()}, path)
+    assert checkpoint.load(path, "fp") is None
+    assert _RunsCodeWhenUnpickled.ran == [] and not path.exists()
+    assert "unreadable" in capsys.readouterr().out
+    # what training saves (tensors, numbers, strings, plain containers, RNG states) loads
+    state = {"fingerprint": "fp", "rng": checkpoint.rng_state(), "generator": torch.Generator().get_state(),
+             "epochs": [{"epoch": 1, "val_score": 0.5}], "batches": [torch.arange(3)], "best": None}
+    checkpoint.save(path, state)
+    loaded = checkpoint.load(path, "fp")
+    assert loaded["epochs"] == state["epochs"] and torch.equal(loaded["rng"]["torch"], state["rng"]["torch"])

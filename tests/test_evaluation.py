@@ -201,3 +201,60 @@ def test_provenance_is_cheap_and_complete():
     assert set(p["git"]) == {"commit", "dirty"}
     assert p["timestamp_utc"].endswith("+00:00")
     json.dumps(p)
+
+
+def _evaluate(tok, run_dir, opts, out):
+    from lwob.evaluation import evaluate_run
+
+    return evaluate_run(model_dir=MINILM, tokenized_dir=tok, run_dir=run_dir, method_type="prefix",
+                        method_options=opts, eval_parts=eval_parts(tok, "origin", "adv"), out_json=out / "seed42.json",
+                        out_predictions=out / "seed42.predictions.parquet", threads=1, batch_size=8)
+
+
+def test_evaluation_records_the_predictions_hash(trained, tmp_path):
+    from lwob.io import sha256_file
+
+    tok, run_dir, opts = trained
+    rec = _evaluate(tok, run_dir, opts, tmp_path)
+    assert rec["predictions_sha256"] == sha256_file(tmp_path / "seed42.predictions.parquet")
+
+
+@pytest.mark.parametrize("damaged, pattern", [
+    ("weights.safetensors", r"weights\.safetensors: sha256 .*differs.*delete {run}/train\.json and rerun: "
+                            r"snakemake {run}/train\.json"),
+    ("train.json", r"train\.json: not valid JSON .*delete {run}/train\.json and rerun: snakemake {run}/train\.json"),
+])
+def test_truncated_run_output_is_named_with_how_to_rebuild(trained, tmp_path, damaged, pattern):
+    """Evaluation and weight analysis check a run's files before use (no safetensors traceback)."""
+    import shutil
+
+    from lwob.errors import DataError
+    from lwob.increments import write_run_increments
+
+    tok, run_dir, opts = trained
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    path = run / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    pattern = pattern.format(run=run)
+    with pytest.raises(DataError, match=pattern):
+        _evaluate(tok, run, opts, tmp_path / "eval")
+    with pytest.raises(DataError, match=pattern):
+        write_run_increments(model_dir=MINILM, tokenized_dir=tok, run_dir=run, method_type="prefix",
+                             method_options=opts, out_csv=tmp_path / "inc.csv", threads=1)
+    assert not (tmp_path / "eval" / "seed42.json").exists() and not (tmp_path / "inc.csv").exists()
+
+
+def test_changed_eval_set_is_named_with_how_to_rebuild(trained, tmp_path):
+    import shutil
+
+    from lwob.errors import DataError
+
+    tok, run_dir, opts = trained
+    copy = tmp_path / "tok"
+    shutil.copytree(tok, copy)
+    part = copy / "eval" / "adv.parquet"
+    part.write_bytes(part.read_bytes()[:-10])
+    info = copy / "eval" / "adv.json"
+    with pytest.raises(DataError, match=rf"{part}: sha256 .*delete {info} and rerun: snakemake {info}"):
+        _evaluate(copy, run_dir, opts, tmp_path / "eval")

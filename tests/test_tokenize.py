@@ -146,13 +146,23 @@ def test_holdout_and_subsample_helpers():
     assert (subsample(100, 10) == subsample(100, 10)).all() and len(subsample(5, 10)) == 5
 
 
+def _replace_split(raw_dir, split, df):
+    """Replace a materialised split as a download would (its manifest records the new hash)."""
+    from lwob.io import write_json
+
+    write_parquet(df, raw_dir / f"{split}.parquet")
+    manifest = read_json(raw_dir / "manifest.json")
+    manifest["files"][split]["sha256"] = sha256_file(raw_dir / f"{split}.parquet")
+    write_json(raw_dir / "manifest.json", manifest)
+
+
 def test_unlabelled_rows_rejected(raw, tmp_path):
     d = tmp_path / "raw_unl"
     materialize("unl", {"source": "demo", "generator": "sentiment", "n_train": 20, "n_validation": 4,
                         "n_test": 4}, d)
     df = pd.read_parquet(d / "test.parquet")
     df.loc[0, "label"] = -1
-    write_parquet(df, d / "test.parquet")
+    _replace_split(d, "test", df)
     task = _task("unl", ["sentence"])
     raw_dirs = {**raw, "unl": d}
     prepare_task("u", task, raw_dirs, TOKENIZER, "minilm", tmp_path / "o")  # train/validation are labelled
@@ -160,7 +170,7 @@ def test_unlabelled_rows_rejected(raw, tmp_path):
         prepare_eval_set("u", task, "origin", raw_dirs, TOKENIZER, "minilm", tmp_path / "o" / "eval" / "origin.json")
     df = pd.read_parquet(d / "train.parquet")
     df.loc[3, "label"] = -1
-    write_parquet(df, d / "train.parquet")
+    _replace_split(d, "train", df)
     with pytest.raises(DataError, match=r"part 'train'.*unlabelled"):
         prepare_task("u", task, raw_dirs, TOKENIZER, "minilm", tmp_path / "o2")
 
@@ -190,3 +200,49 @@ def test_eval_set_name_errors(raw, tmp_path):
         prepare_eval_set("t", task, "validation", raw, TOKENIZER, "minilm", tmp_path / "eval" / "validation.json")
     with pytest.raises(ConfigError, match=r"eval_sets\.nope.*no such eval set"):
         prepare_eval_set("t", task, "nope", raw, TOKENIZER, "minilm", tmp_path / "eval" / "nope.json")
+
+
+def test_validation_max_examples_is_a_fixed_subsample(raw, tmp_path):
+    """tasks.<t>.validation.max_examples: validated on a subsample chosen by the data seed only
+    (prepare_task never sees a run seed), so every method and seed uses the same examples."""
+    full = prepare_task("rte", _task(), raw, TOKENIZER, "minilm", tmp_path / "full")
+    val = {"dataset": "demo_ent", "split": "validation", "max_examples": 15}
+    meta = prepare_task("rte", _task(validation=val), raw, TOKENIZER, "minilm", tmp_path / "sub")
+    again = prepare_task("rte", _task(validation=dict(val)), raw, TOKENIZER, "minilm", tmp_path / "again")
+    assert meta["parts"]["validation"]["records"] == meta["parts"]["validation"]["examples"] == 15
+    assert meta["parts"]["validation"]["source"] == val
+    assert again["parts"]["validation"]["sha256"] == meta["parts"]["validation"]["sha256"]
+    assert meta["parts"]["train"]["sha256"] == full["parts"]["train"]["sha256"]  # train untouched
+    raw_val = pd.read_parquet(raw["demo_ent"] / "validation.parquet")
+    sub = pd.read_parquet(tmp_path / "sub" / "validation.parquet")
+    assert sub["idx"].tolist() == raw_val["idx"].iloc[subsample(40, 15)].tolist()
+
+
+def test_zero_row_split_names_dataset_split_and_file(tmp_path):
+    header_only = tmp_path / "empty.tsv"
+    header_only.write_text("sentence\tlabel\n")
+    rows = tmp_path / "rows.tsv"
+    rows.write_text("sentence\tlabel\n" + "".join(f"text {i}\t{i % 2}\n" for i in range(6)))
+    raw_dirs = {"tsv": tmp_path / "raw" / "tsv"}
+    materialize("tsv", {"source": "local", "files": {"train": str(rows), "validation": str(header_only)}},
+                raw_dirs["tsv"])
+    task = _task("tsv", ["sentence"])
+    task["eval_sets"] = {"origin": {"dataset": "tsv", "split": "validation", "kind": "origin"}}
+    pattern = (rf"part '(validation|eval_sets\.origin)': split 'validation' of dataset 'tsv' has no rows "
+               rf"\({raw_dirs['tsv'] / 'validation.parquet'}, read from {header_only}\)")
+    with pytest.raises(DataError, match=pattern):
+        prepare_task("t", task, raw_dirs, TOKENIZER, "minilm", tmp_path / "out")
+    with pytest.raises(DataError, match=pattern):
+        prepare_eval_set("t", task, "origin", raw_dirs, TOKENIZER, "minilm", tmp_path / "out" / "eval" / "origin.json")
+
+
+def test_changed_raw_split_is_named_with_how_to_rebuild(raw, tmp_path):
+    import shutil
+
+    d = tmp_path / "demo_ent"
+    shutil.copytree(raw["demo_ent"], d)
+    df = pd.read_parquet(d / "train.parquet")
+    write_parquet(df.iloc[:-1], d / "train.parquet")  # a split no longer what download recorded
+    with pytest.raises(DataError, match=rf"{d / 'train.parquet'}: sha256 .*differs.*delete {d / 'manifest.json'} "
+                                        rf"and rerun: snakemake {d / 'manifest.json'}"):
+        prepare_task("rte", _task(), {"demo_ent": d}, TOKENIZER, "minilm", tmp_path / "out")

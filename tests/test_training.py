@@ -233,3 +233,36 @@ def test_lr_schedule_linear_with_warmup():
 
     assert [lr_factor(s, 10, 2, "linear") for s in range(10)] == [0.0, 0.5, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8,
                                                                    2 / 8, 1 / 8]
+
+
+def test_non_finite_loss_fails_naming_run_and_step(tokenized, tmp_path):
+    """lr inf: the warm-up's first lr is inf * 0 = NaN, so step 1's update makes every weight
+    NaN and step 2's loss is NaN. The run fails there; nothing claims success."""
+    from lwob.errors import ConfigError
+
+    out = tmp_path / "diverged"
+    with pytest.raises(ConfigError, match=r"run minilm/demo-sst2/lora/seed3 .*NaN or infinite at optimizer step 2 "
+                                          r"\(epoch 1\).*training\.lr \(now inf\)"):
+        _train(tokenized, out, hp={"lr": float("inf")})
+    assert not (out / "train.json").exists() and not (out / "weights.safetensors").exists()
+
+
+def test_record_holds_the_weights_hash(tokenized, tmp_path):
+    from lwob.io import sha256_file
+
+    rec = _train(tokenized, tmp_path / "h", hp={"epochs": 1})
+    assert rec["weights_sha256"] == sha256_file(tmp_path / "h" / "weights.safetensors")
+
+
+def test_damaged_tokenized_part_is_named_with_how_to_rebuild(tokenized, tmp_path):
+    import shutil
+
+    from lwob.errors import DataError
+
+    tok = tmp_path / "tok"
+    shutil.copytree(tokenized, tok)
+    part = tok / "train.parquet"
+    part.write_bytes(part.read_bytes()[:-40])  # a truncated copy
+    with pytest.raises(DataError, match=rf"{part}: sha256 .* differs .*delete {tok / 'meta.json'} and rerun: "
+                                        rf"snakemake {tok / 'meta.json'}"):
+        _train(tok, tmp_path / "run", hp={"epochs": 1})

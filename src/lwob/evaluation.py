@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 
-from .io import atomic_write_bytes, read_json, write_json
+from .io import atomic_write_bytes, read_json, verify_sha256, write_json
 from .fastpath import FastPath
 from .training import build_run_model, load_part, resolve_device, score_part
 
@@ -33,7 +34,10 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     tokenized_dir, run_dir = Path(tokenized_dir), Path(run_dir)
     meta = read_json(tokenized_dir / "meta.json")
     kind = tasks.get(meta.get("kind", "classification"))
-    record = read_json(run_dir / "train.json")
+    record_path, weights_path = run_dir / "train.json", run_dir / "weights.safetensors"
+    record = read_json(record_path)
+    # The weights must be the file training wrote (a truncated copy fails here, not in safetensors).
+    verify_sha256(weights_path, record.get("weights_sha256"), output=record_path)
     seed = int(record["seed"])
     hp = record.get("hyperparameters") or {}
     device = resolve_device(hp.get("device", "auto"))
@@ -47,7 +51,7 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
         seed=seed, total_steps=record["total_steps"],  # AdaLoRA is rebuilt with the run's schedule
         model_config=model_config,
     )
-    methods.load_trained(model, run_dir / "weights.safetensors")
+    methods.load_trained(model, weights_path)
     model.to(device)
     model.eval()
     model.requires_grad_(False)  # nothing trains here: every linear weight may be stored in bf16
@@ -60,7 +64,7 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
         info_path = Path(info_path)
         info = read_json(info_path)
         name = info["eval_set"]
-        part = load_part(info_path.parent, name, pad)
+        part = load_part(info_path.parent, name, pad, entry=info, output=info_path)
         scores, predictions = score_part(kind, model, part, batch_size, device, info.get("scoring"), fast)
         metrics[name] = {**scores, "kind": info.get("kind"), "column": info.get("column")}
         predictions.insert(0, "eval_set", name)
@@ -70,10 +74,13 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
         preserve_index=False).replace_schema_metadata(None)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    atomic_write_bytes(out_predictions, sink.getvalue().to_pybytes())
+    predictions_bytes = sink.getvalue().to_pybytes()
+    atomic_write_bytes(out_predictions, predictions_bytes)
 
     out = {k: record.get(k) for k in ("model", "task", "method")}
     out["seed"] = seed
     out["metrics"] = metrics
+    # what a reader of the predictions (paired statistics) checks the file against
+    out["predictions_sha256"] = hashlib.sha256(predictions_bytes).hexdigest()
     write_json(out_json, out)
     return out

@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_write_bytes, read_json
+from .io import atomic_write_bytes, read_json, verify_sha256
 
 #: Columns of the tidy statistics table, in order.
 STAT_COLUMNS = ["numel", "mean", "std", "mean_abs", "kurtosis", "max_abs", "frobenius", "effective_rank"]
@@ -371,10 +371,12 @@ def write_run_increments(*, model_dir, tokenized_dir, run_dir, method_type: str,
         torch.set_num_threads(int(threads))
     run_dir = Path(run_dir)
     meta = read_json(Path(tokenized_dir) / "meta.json")
-    record = read_json(run_dir / "train.json")
+    record_path, weights_path = run_dir / "train.json", run_dir / "weights.safetensors"
+    record = read_json(record_path)
+    verify_sha256(weights_path, record.get("weights_sha256"), output=record_path)
     seed = int(record["seed"])
     incs = run_increments(model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
-                          weights=run_dir / "weights.safetensors", seed=seed,
+                          weights=weights_path, seed=seed,
                           total_steps=record.get("total_steps"), model_config=model_config)
     ids = {"model": record.get("model"), "task": record.get("task"), "method": record.get("method"),
            "seed": seed, "method_type": method_type}

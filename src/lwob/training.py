@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .io import read_json, write_json
+from .io import read_json, sha256_file, verify_sha256, write_json
 
 HP_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
@@ -48,6 +48,14 @@ HP_DEFAULTS: dict[str, Any] = {
 }
 #: Length-grouped batching sorts within windows of this many batches (as HF does).
 GROUP_WINDOW_BATCHES = 50
+#: On an accelerator the non-finite-loss flag is read every this many steps (and at every
+#: checkpoint and epoch end): reading it makes the host wait for the device.
+LOSS_CHECK_EVERY_STEPS = 50
+
+
+class NonFiniteLoss(ConfigError):
+    """The training loss became NaN or infinite (almost always too high a learning rate):
+    the run fails and writes nothing."""
 
 
 def resolve_hyperparameters(hp: dict | None) -> dict:
@@ -111,11 +119,19 @@ def _pad_matrix(rows, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
-def load_part(directory, part: str, pad_token_id: int, targets: tuple[str, ...] = ()) -> Part:
-    """Read `{part}.parquet` (and `{part}.examples.parquet` when present) from `directory`."""
+def load_part(directory, part: str, pad_token_id: int, targets: tuple[str, ...] = (), entry: dict | None = None,
+              output=None) -> Part:
+    """Read `{part}.parquet` (and `{part}.examples.parquet` when present) from `directory`.
+
+    `entry`: the part's record in meta.json (or an eval set's json), whose sha256 and
+    examples_sha256 the files must match; `output` is the rule output that rewrites them."""
     import pyarrow.parquet as pq
 
     directory = Path(directory)
+    if entry is not None:
+        verify_sha256(directory / f"{part}.parquet", entry.get("sha256"), output)
+        if entry.get("examples_sha256"):
+            verify_sha256(directory / f"{part}.examples.parquet", entry["examples_sha256"], output)
     table = pq.read_table(directory / f"{part}.parquet")
     cols = set(table.column_names)
     ids_rows = [np.asarray(r, dtype=np.int64) for r in table.column("input_ids").to_numpy(zero_copy_only=False)]
@@ -293,6 +309,42 @@ def _peak_host_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def run_name(run_id: dict) -> str:
+    """model/task/method[/cell]/seedN, as the run's folders are named."""
+    parts = [str(run_id[k]) for k in ("model", "task", "method", "cell") if run_id.get(k) is not None]
+    return "/".join(parts + [f"seed{run_id.get('seed')}"])
+
+
+class LossWatch:
+    """The first optimizer step whose loss was not finite. The flag lives on the device, so
+    watching costs no host-device wait; `check` reads it (every step on a CPU, where reading
+    costs nothing, else every LOSS_CHECK_EVERY_STEPS steps, before a checkpoint and before
+    validation) and raises NonFiniteLoss. It reads the loss only: training is unchanged."""
+
+    def __init__(self, device: torch.device, what: str, steps_per_epoch: int, lr: float):
+        self.first_bad = torch.zeros((), dtype=torch.int64, device=device)  # 0: none (steps count from 1)
+        self.every = 1 if device.type == "cpu" else LOSS_CHECK_EVERY_STEPS
+        self.what, self.steps_per_epoch, self.lr = what, steps_per_epoch, lr
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        bad = ~torch.isfinite(loss.detach()) & (self.first_bad == 0)
+        self.first_bad = torch.where(bad, step, self.first_bad)
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def check(self, par, step: int) -> None:
+        local = int(self.first_bad)
+        if not par.any(local > 0)[0]:
+            return
+        # Another process's NaN reaches this one through the gradient all-reduce one step later.
+        bad = local if local > 0 else step
+        epoch = (bad - 1) // self.steps_per_epoch + 1
+        raise NonFiniteLoss(f"{self.what}: the training loss became NaN or infinite at optimizer step {bad} "
+                            f"(epoch {epoch}); no weights or record written. Lower training.lr "
+                            f"(now {self.lr:g}) or check the data")
+
+
 # --------------------------------------------------------------------------- train
 
 
@@ -325,11 +377,12 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     fast = FastPath.resolve(hp, device)
     fast.apply_backend(device)
     tokenized_dir, out_dir = Path(tokenized_dir), Path(out_dir)
-    meta = read_json(tokenized_dir / "meta.json")
+    meta_path = tokenized_dir / "meta.json"
+    meta = read_json(meta_path)
     kind = tasks.get(meta.get("kind", "classification"))
     pad = int(meta["pad_token_id"])
-    train = load_part(tokenized_dir, "train", pad, kind.targets)
-    val = load_part(tokenized_dir, "validation", pad)
+    train = load_part(tokenized_dir, "train", pad, kind.targets, entry=meta["parts"]["train"], output=meta_path)
+    val = load_part(tokenized_dir, "validation", pad, entry=meta["parts"]["validation"], output=meta_path)
     val_scoring = meta["parts"]["validation"].get("scoring")
     for t in kind.targets:
         if t not in train.targets or (train.targets[t] < 0).any():
@@ -367,6 +420,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         torch.manual_seed(int(seed) * 1000 + par.rank)  # own dropout masks per process
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    loss_watch = LossWatch(device, f"run {run_name(run_id)} ({out_dir})", steps_per_epoch, hp["lr"])
 
     epochs: list[dict] = []
     best: dict | None = None
@@ -427,15 +481,19 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                 if scale != 0.0:
                     loss_sum += loss.detach().double() * len(rows)
                     n_seen += len(rows)
+                loss_watch.update(loss, step)
                 stop, due = par.any(preemption.requested, preemption.periodic_due())
+                if stop or due or loss_watch.due(step) or b == len(batches) - 1:
+                    loss_watch.check(par, step)  # never checkpoint or validate a diverged run
                 if stop or due:
-                    state = snapshot(epoch, b + 1, batches, "sigterm" if stop else "periodic")
+                    state = snapshot(epoch, b + 1, batches, preemption.reason if stop else "periodic")
                     if par.main:
                         checkpoint.save(ckpt_path, state)
                     par.barrier()
                     if stop:
-                        print(f"SIGTERM: saved {ckpt_path} at step {step}; the next attempt resumes there", flush=True)
-                        raise checkpoint.Preempted(ckpt_path)
+                        print(f"{preemption.signal_name}: saved {ckpt_path} at step {step}; "
+                              f"the next attempt resumes there", flush=True)
+                        raise checkpoint.Preempted(ckpt_path, preemption.exit_code)
             batches = None
             train_time += time.perf_counter() - t0
             val_metrics, _ = score_part(kind, model, val, hp["eval_batch_size"], device, val_scoring, fast)
@@ -451,7 +509,8 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         par.close()
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    methods.save_trained(core, out_dir / "weights.safetensors", state=best_state)
+    weights_path = out_dir / "weights.safetensors"
+    methods.save_trained(core, weights_path, state=best_state)
     record = {
         **{k: run_id[k] for k in ("model", "task", "method", "cell", "seed") if k in run_id},
         "seed": int(seed),
@@ -466,6 +525,8 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         "best_epoch": best["epoch"],
         "val_metric": kind.primary_metric,
         "best_val_score": best["val_score"],
+        # what evaluation and weight analysis check the weights file against before they use it
+        "weights_sha256": sha256_file(weights_path),
         "train_examples": int(meta["parts"]["train"].get("examples", len(train))),
         "train_rows": len(train),  # model inputs: QA windows can outnumber examples
         "validation_examples": int(meta["parts"]["validation"].get("examples", len(val))),

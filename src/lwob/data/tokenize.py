@@ -29,7 +29,7 @@ import pyarrow as pa
 from lwob import tasks as task_kinds
 from lwob.data.formats import write_table
 from lwob.errors import ConfigError, DataError
-from lwob.io import read_json, sha256_file, write_json
+from lwob.io import read_json, sha256_file, verify_sha256, write_json
 
 DATA_SEED = 1234  # fixed: the holdout and the train subsample never depend on the run seed
 EVAL_KINDS = ("origin", "adv")
@@ -98,7 +98,14 @@ def _load_split(task_name: str, key: str, ref: dict, raw_dirs: dict, manifests: 
     if not path.is_file():
         raise DataError(f"task {task_name!r}, part {key!r}: file of dataset {dataset!r} split {split!r} "
                         f"not found: {path}")
-    return pd.read_parquet(path)
+    verify_sha256(path, files[split].get("sha256"), output=mpath)
+    df = pd.read_parquet(path)
+    if len(df) == 0:  # the tokenizer cannot encode an empty batch; a model cannot train or score on one
+        spec = manifest.get("spec") or {}
+        source = (spec.get("files") or {}).get(split) or spec.get("file")
+        raise DataError(f"task {task_name!r}, part {key!r}: split {split!r} of dataset {dataset!r} has no rows "
+                        f"({path}" + (f", read from {source}" if source else "") + ")")
+    return df
 
 
 # --------------------------------------------------------------------------- main
@@ -173,6 +180,15 @@ def prepare_task(task_name: str, task: dict, raw_dirs: dict[str, Path], tokenize
         val_df = _load_split(task_name, "validation", val_spec, raw_dirs, manifests)
         where = f"task {task_name!r}, part 'validation' (dataset {val_ref['dataset']!r}, split {val_ref['split']!r})"
         kind.check_frame(val_df, task, where, task_name)
+        val_max = val_spec.get("max_examples")
+        if val_max is not None:
+            # validated every epoch: a fixed subsample (the data seed, not the run's), so every
+            # method and seed picks its best epoch on the same examples
+            if isinstance(val_max, bool) or not isinstance(val_max, int) or val_max < 1:
+                raise ConfigError(f"tasks.{task_name}.validation.max_examples: expected a positive integer, "
+                                  f"got {val_max!r}")
+            val_df = val_df.iloc[subsample(len(val_df), val_max)].reset_index(drop=True)
+            val_ref["max_examples"] = val_max
     else:
         raise ConfigError(f"tasks.{task_name}.validation: expected {{holdout: frac}} or {{dataset, split}}, "
                           f"got {val_spec!r}")
