@@ -58,14 +58,18 @@ def use_warm_worker(config: dict) -> bool:
         return False
     if os.environ.get("SLURM_JOB_ID"):
         return False  # a cluster job computes inside its own allocation, never in a shared server
-    return bool((config.get("execution") or {}).get("warm_worker", False))
+    from .warm import supported
+
+    return supported() and bool((config.get("execution") or {}).get("warm_worker", False))
 
 
 def run_job(snakemake, target: str, *, offline: bool = True, **kwargs) -> None:
     """Run `module:function(**kwargs)` for a job, logging to the job's log file."""
     _prepare_env(offline)
     log_path = Path(snakemake.log[0]) if snakemake.log else None
-    warm = use_warm_worker(snakemake.config)
+    # A network job (download, fetch_model) may need credentials (HF_TOKEN), which are never
+    # sent to the shared warm worker: it runs in its own process.
+    warm = offline and use_warm_worker(snakemake.config)
     start = time.time()
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,136 @@
+"""A job's work dies with its job: when the script that asked the warm worker for a job goes
+away (killed, interrupted, terminated), the forked child and everything it started stop
+before they write an output, and a rerun's newer outputs stand."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import REPO
+
+TESTS = Path(__file__).resolve().parent
+
+
+def start_server(sock: Path, patch: str = "") -> subprocess.Popen:
+    """A warm server of the test's own at `sock`, without the heavy preloads (fast to start);
+    `patch` is Python run in the server before it serves (e.g. replacing a function)."""
+    code = ("import os, sys\nfrom pathlib import Path\nfrom lwob import warm\n" + patch +
+            "\nwarm.serve(Path(sys.argv[1]), idle=120, preload=())\n")
+    log = open(sock.with_suffix(".log"), "a")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(sock)], stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO / "src")])})
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        assert proc.poll() is None, sock.with_suffix(".log").read_text()
+        assert time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def server_socket(tmp_path_factory):
+    sock = tmp_path_factory.mktemp("warm") / "w.sock"
+    proc = start_server(sock)
+    yield sock
+    proc.kill()
+    proc.wait()
+
+
+def slow_job(started: str, output: str, seconds: float, grandchild: bool = False,
+             ignore_sigterm: bool = False) -> None:
+    """A job that reports its pid (and a descendant's in a session of its own, as
+    torch.distributed.run's workers are), works for `seconds`, then writes its output."""
+    if ignore_sigterm:
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    pids = {"job": os.getpid()}
+    if grandchild:
+        pids["grandchild"] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                                              start_new_session=True).pid
+    Path(started).write_text(json.dumps(pids))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    Path(output).write_text("written after the work")
+
+
+CLIENT = """
+import json, sys
+from pathlib import Path
+from lwob import warm
+warm.socket_path = lambda: Path(sys.argv[1])
+warm.STOP_GRACE_SECONDS = 2
+warm.call("test_warm_kill:slow_job", json.loads(sys.argv[2]), sys.argv[3])
+"""
+
+
+def _start_client(sock: Path, kwargs: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CLIENT, str(sock), json.dumps(kwargs), str(log)],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO / "src")])},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGINT", "SIGTERM-ignored"])
+def test_job_dies_with_its_client(server_socket, tmp_path, how):
+    """SIGKILL: the connection closes and the child kills itself and its descendants.
+    SIGTERM/SIGINT: passed on to the job, which stops as it would in its own process (the
+    descendant goes with it). A job that ignores SIGTERM is killed once the client stops
+    waiting for it (STOP_GRACE_SECONDS). In no case is the output written."""
+    started, output, log = tmp_path / "started.json", tmp_path / "output.txt", tmp_path / "job.log"
+    seconds = 6.0
+    client = _start_client(server_socket, {"started": str(started), "output": str(output), "seconds": seconds,
+                                           "grandchild": True, "ignore_sigterm": how == "SIGTERM-ignored"}, log)
+    try:
+        _wait(lambda: started.exists() and started.read_text(), 60, "the job to start")
+        pids = json.loads(started.read_text())
+        t0 = time.monotonic()
+        client.send_signal(getattr(signal, how.split("-")[0]))
+        client.wait(timeout=30)
+        _wait(lambda: all(_gone(pid) for pid in pids.values()), 5, f"the job and its descendant to die ({pids})")
+        assert time.monotonic() - t0 < 10
+        # past the moment the job would have written its output
+        time.sleep(max(0.0, seconds + 1 - (time.monotonic() - t0)))
+        assert not output.exists(), client.stdout.read()
+    finally:
+        if client.poll() is None:
+            client.kill()
+        for pid in json.loads(started.read_text() or "{}").values() if started.exists() else ():
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    if how == "SIGTERM":
+        assert client.returncode == 128 + signal.SIGTERM  # exits as the job did: of SIGTERM
+
+
+def test_finished_job_reports_success_and_leaves_no_process(server_socket, tmp_path):
+    started, output, log = tmp_path / "started.json", tmp_path / "output.txt", tmp_path / "job.log"
+    client = _start_client(server_socket, {"started": str(started), "output": str(output), "seconds": 0.2,
+                                           "grandchild": True}, log)
+    out, _ = client.communicate(timeout=60)
+    assert client.returncode == 0, out
+    assert output.read_text() == "written after the work"
+    # the descendant it left running went with the job
+    grandchild = json.loads(started.read_text())["grandchild"]
+    _wait(lambda: _gone(grandchild), 5, "the job's leftover descendant to be killed")
