@@ -26,6 +26,33 @@ include: "rules/analysis.smk"
 include: "rules/resources.smk"
 
 
+# The report's text (reports/workflow.rst, the captions) inserts config strings only through
+# the `rst` and `rst_literal` filters, which escape them for reStructuredText.
+from lwob.escaping import register_report_filters
+from lwob import failures, runlock
+
+register_report_filters()
+FAILURE_CONTEXT = dict(runs=RUNS, studies=STUDIES, config=config, skipped=SKIPPED,
+                       template_path=REPO / "reports/templates/robustness_table.tex.j2")
+
+
+# Called in the main process of a run that executes jobs only (not -n, --report, --lint, jobs).
+onstart:
+    # Snakemake's own lock is deleted when any other run ends: hold ours for the whole run.
+    runlock.hold_for_run()
+
+
+onsuccess:
+    failures.after_run(workflow, **FAILURE_CONTEXT)
+    runlock.release()
+
+
+onerror:
+    # Record the failed jobs; under --keep-going, tables from the finished runs, failures as "err".
+    failures.after_run(workflow, **FAILURE_CONTEXT)
+    runlock.release()
+
+
 rule all:
     input:
         final_outputs(),

@@ -98,8 +98,9 @@ def test_csv_twin_values(tmp_path):
     assert df[["paper_mean", "diff"]].isna().all().all()
     assert list(df.columns) == ["study", "model", "method", "row_label", "column", "column_display", "split",
                                 "metric", "task", "eval_set", "mean", "std", "n", "cell", "best", "missing",
-                                "skipped", "paper_mean", "paper_std", "diff"]
+                                "skipped", "failed", "failure", "paper_mean", "paper_std", "diff"]
     assert (df["metric"] == "accuracy").all() and df["skipped"].isna().all()
+    assert not df["failed"].any() and df["failure"].isna().all()
     assert (df["study"] == "table3").all()
     plain = df[df.column != "average"]
     assert set(zip(plain.column, plain.split, plain.task, plain.eval_set)) == {

@@ -23,6 +23,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from .escaping import latex_escape, latex_label
 from .io import atomic_write_bytes
 
 SPLITS = ("origin", "adv")
@@ -30,20 +31,9 @@ SPLIT_DISPLAY = {"origin": "Origin", "adv": "Adv"}
 AVERAGE = "average"  # column name of the average, as in the paper's reference CSV
 MISSING = "--"
 NOT_SUPPLIED = "n/s"  # a configured eval set whose optional file is absent
+FAILED = "err"  # a run of the cell failed (rendered after a failed run, lwob.failures)
 _METHOD_DISPLAY = {"fft": "FFT", "lora": "LoRA", "adalora": "AdaLoRA", "prefix": "Prefix",
                    "ia3": "IA3", "bitfit": "BitFit", "adapter": "Adapter", "vanilla": "Vanilla"}
-
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-}
-_LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIAL))
-
-
-def latex_escape(text) -> str:
-    """Escape LaTeX special characters in a plain-text label."""
-    return _LATEX_RE.sub(lambda m: _LATEX_SPECIAL[m.group()], str(text))
-
 
 def method_display(name: str, methods: dict) -> str:
     spec = methods.get(name) or {}
@@ -254,14 +244,34 @@ def study_methods(study: dict, model: str) -> list[str]:
     return [m for m in study["methods"] if m not in omitted]
 
 
+def failure_text(failure: dict) -> str:
+    """One failed run in a few words: `model/task/method/seed0: train failed: <error> (log: <path>)`."""
+    run = "/".join(str(failure.get(k)) for k in ("model", "task", "method")) + f"/seed{failure.get('seed')}"
+    log = f" (log: {failure['log']})" if failure.get("log") else ""
+    return f"{run}: {failure.get('rule', 'a job')} {failure.get('status', 'failed')}: {failure.get('error') or '?'}{log}"
+
+
+def _failures_by_run(failed: list[dict] | None) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for failure in failed or []:
+        out.setdefault((str(failure["model"]), str(failure["task"]), str(failure["method"])), []).append(failure)
+    return out
+
+
 def build_rows(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, methods: dict,
-               scale: float = 100.0, skipped: dict | None = None) -> tuple[list[Column], list[dict]]:
+               scale: float = 100.0, skipped: dict | None = None,
+               failed: list[dict] | None = None) -> tuple[list[Column], list[dict]]:
     """The study's columns and one record per row x column.
 
     Each record: model, method, row_label, column (group), column_display, split (sub-column),
     metric, task, eval_set, mean, std, n (seeds; for an average: seeds complete in every
-    source), missing, skipped, cell, best.
+    source), missing, skipped, failed, failure, cell, best.
+
+    `failed`: failed runs (dicts with model, task, method, seed, rule, status, error, log; see
+    lwob.failures). A cell fed by a failed run reads "err" (mean/std/n stay those of the runs
+    that finished) and is never bold; `failure` says which runs failed, why and where the log is.
     """
+    failures = _failures_by_run(failed)
     columns = LAYOUTS[study.get("layout", "robustness_table")](study, tasks, skipped)
     index: dict[tuple, pd.Series] = {}
     for _, r in summary.iterrows():
@@ -274,13 +284,18 @@ def build_rows(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, me
             for c in columns:
                 rec = _cell(index, model, method, c.sources, scale)
                 src = c.sources[0] if len(c.sources) == 1 else (None, None, c.sources[0][2] if c.sources else None)
+                cell_failures = [f for task in dict.fromkeys(s[0] for s in c.sources)
+                                 for f in failures.get((model, task, method), [])]
                 records.append({"model": model, "method": method, "row_label": label, "column": c.group,
                                 "column_display": c.group_display, "split": c.sub, "metric": src[2],
-                                "task": src[0], "eval_set": src[1], "skipped": c.skipped, **rec})
+                                "task": src[0], "eval_set": src[1], "skipped": c.skipped,
+                                "failed": bool(cell_failures) and not c.skipped,
+                                "failure": "; ".join(failure_text(f) for f in cell_failures) or None, **rec})
 
     for rec in records:
         rec["missing"] = not np.isfinite(rec["mean"])
-        rec["cell"] = NOT_SUPPLIED if rec["skipped"] else _fmt(rec["mean"], rec["std"])
+        rec["cell"] = (NOT_SUPPLIED if rec["skipped"] else FAILED if rec["failed"]
+                       else _fmt(rec["mean"], rec["std"]))
         rec["best"] = False
     # Best mean per column within each model block (ties at the displayed precision all bold);
     # only when at least two methods have a value.
@@ -288,7 +303,7 @@ def build_rows(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, me
     for rec in records:
         blocks.setdefault((rec["model"], rec["column"], rec["split"]), []).append(rec)
     for recs in blocks.values():
-        present = [r for r in recs if not r["missing"]]
+        present = [r for r in recs if not r["missing"] and not r["failed"]]
         if len(present) < 2:
             continue
         top = max(round(r["mean"], 2) for r in present)
@@ -310,18 +325,20 @@ def _template_env(template_path: str | os.PathLike) -> jinja2.Environment:
 
 def study_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, methods: dict,
                 template_path, out_tex, out_csv, reference: pd.DataFrame | None = None,
-                study_name: str | None = None, skipped: dict | None = None) -> tuple[str, pd.DataFrame]:
+                study_name: str | None = None, skipped: dict | None = None,
+                failed: list[dict] | None = None) -> tuple[str, pd.DataFrame]:
     """Render a study's table to `out_tex` (jinja2 template) and its CSV twin to `out_csv`.
 
     The study's `layout` picks the columns (LAYOUTS). `summary` is results/summary.csv
     (fractions); cells are percent, 2 decimals. `reference` is the paper's numbers (columns
     table, model, method, task, split, metric, mean, std); a row matches through the model's
     and method's names or `aliases`. `skipped` ({task: {eval set: reason}}) marks eval sets
-    whose optional files are absent: their cells read "n/s" and the caption says why.
+    whose optional files are absent: their cells read "n/s" and the caption says why. `failed`
+    (failed runs, see build_rows) turns their cells to "err"; the caption lists them.
     Returns (latex, csv DataFrame).
     """
     name = study_name or study.get("name") or Path(out_tex).stem
-    columns, records = build_rows(summary, study, tasks, models, methods, skipped=skipped)
+    columns, records = build_rows(summary, study, tasks, models, methods, skipped=skipped, failed=failed)
 
     lookup = _reference_lookup(reference, study)
     by_key = {(c.group, c.sub): c for c in columns}
@@ -329,7 +346,7 @@ def study_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, m
         paper = _paper_value(lookup, rec["model"], rec["method"], by_key[(rec["column"], rec["split"])], models, methods)
         rec["paper_mean"] = paper[0] if paper else math.nan
         rec["paper_std"] = paper[1] if paper else math.nan
-        rec["diff"] = rec["mean"] - rec["paper_mean"] if paper else math.nan
+        rec["diff"] = rec["mean"] - rec["paper_mean"] if paper and not rec["failed"] else math.nan
 
     # Header: groups of consecutive columns, then one sub-header per column.
     groups: list[dict] = []
@@ -370,6 +387,11 @@ def study_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, m
                for model, by_method in (study.get("omitted") or {}).items() for method, reason in by_method.items()]
     if omitted:
         legend += f" Not run, as they would repeat another row: {latex_escape('; '.join(omitted))}."
+    rows = {(r["model"], r["method"]) for r in records}
+    shown_failures = [f for f in failed or [] if (f["model"], f["method"]) in rows and f["task"] in study["tasks"]]
+    if shown_failures:
+        legend += (f" {FAILED}: a run of the cell failed, so the cell has no complete result "
+                   f"({latex_escape('; '.join(failure_text(f) for f in shown_failures))}).")
     if study.get("caption"):
         caption = latex_escape(study["caption"])
     elif study.get("title"):
@@ -377,9 +399,9 @@ def study_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, m
     else:
         caption = legend
     context = {
-        "study": name,
+        "study": latex_escape(name),
         "caption": caption,
-        "label": study.get("label") or f"tab:{name}",
+        "label": latex_label(study.get("label") or f"tab:{name}"),
         "colspec": "l" + "c" * len(columns),
         "groups": groups,
         "cmidrules": cmidrules,
@@ -392,8 +414,8 @@ def study_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, m
     atomic_write_bytes(out_tex, latex.encode())
 
     csv_cols = ["study", "model", "method", "row_label", "column", "column_display", "split", "metric", "task",
-                "eval_set", "mean", "std", "n", "cell", "best", "missing", "skipped", "paper_mean", "paper_std",
-                "diff"]
+                "eval_set", "mean", "std", "n", "cell", "best", "missing", "skipped", "failed", "failure", "paper_mean",
+                "paper_std", "diff"]
     df = pd.DataFrame([{**r, "study": name} for r in records], columns=csv_cols)
     atomic_write_bytes(out_csv, df.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode())
     return latex, df
@@ -417,12 +439,12 @@ def paper_comparison(table: pd.DataFrame, study: dict, template_path, out_tex, o
     rows["paper"] = [_fmt(m, s if np.isfinite(s) else None) for m, s in zip(rows["paper_mean"], rows["paper_std"])]
     rows["difference"] = [f"{d:+.2f}" if np.isfinite(d) else MISSING for d in rows["diff"]]
     context = {
-        "study": study_name,
+        "study": latex_escape(study_name),
         "caption": latex_escape(
             f"{study.get('title') or study_name}: ours beside the paper's {study.get('paper_table')} "
             f"(mean(std) over seeds, %; difference = ours minus paper, points; {MISSING}: no result of ours)."
             + (f" {note}" if note else "")),
-        "label": f"tab:{study_name}-vs-paper",
+        "label": latex_label(f"tab:{study_name}-vs-paper"),
         "rows": [{"label": latex_escape(r.row_label), "column": latex_escape(r.column_display),
                   "sub": latex_escape(r.split), "ours": r.ours, "paper": r.paper, "diff": r.difference}
                  for r in rows.itertuples(index=False)],
