@@ -118,6 +118,26 @@ def test_check_spec_config_errors(tmp_path, spec, pattern):
         check_spec("x", spec, tmp_path)
 
 
+@pytest.mark.parametrize("spec, pattern", [
+    # issue 13: a misspelt key used to be ignored (no checksum; the default count)
+    ({"source": "local", "files": {"train": "a.tsv"}, "sha265": {"train": "0" * 64}},
+     r"datasets\.x\.sha265: unknown key for a local dataset \(did you mean 'sha256'\?\); allowed: columns, file, "
+     r"files, format, label_map, optional, sha256, source"),
+    ({"source": "demo", "generator": "sentiment", "n_trian": 50},
+     r"datasets\.x\.n_trian: unknown key for a demo dataset \(did you mean 'n_train'\?\); allowed: adversaries, "),
+    ({"source": "hub", "path": "a/b", "revision": "r", "splits": ["train"], "sha256": {"train": "0" * 64}},
+     r"datasets\.x\.sha256: unknown key for a hub dataset \(only local datasets take checksums"),
+    ({"source": "local", "files": {"../up": "a.tsv"}}, r"datasets\.x\.files\.\.\./up: invalid split name '\.\./up'"),
+])
+def test_each_source_takes_only_its_own_keys(tmp_path, spec, pattern):
+    (tmp_path / "a.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    with pytest.raises(ConfigError, match=pattern):
+        check_spec("x", spec, tmp_path)
+    with pytest.raises(ConfigError, match=pattern):  # materialising it directly refuses it too
+        materialize("x", spec, tmp_path / "out", base_dir=tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
 def test_optional_dataset_missing_files(tmp_path):
     """optional: true -> a missing file is not a config error; is_available says False."""
     spec = {"source": "local", "format": "squad", "optional": True, "files": {"adv": "user/addsent.json"}}

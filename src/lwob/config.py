@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import itertools
+import json
 import math
 import os
 import re
@@ -288,6 +289,7 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
         parsed[name] = cls, method_registry.parse_options(spec["type"], spec.get("options") or {}, f"methods.{name}.options")
 
     limits = {}  # model name -> positions/layers, read once per model
+    recorded = {}  # model name -> its module names per task kind, from its record when fetched
     for run_model, run_task, run_method in sorted({(r.model, r.task, r.method) for r in all_runs}):
         if run_model not in limits:
             limits[run_model] = model_limits(run_model, config["models"][run_model], base_dir)
@@ -307,10 +309,42 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
             raise ConfigError(
                 f"config keys 'methods.{run_method}' with 'tasks.{run_task}.max_length' on model '{run_model}': {e}"
             ) from None
+        if run_model not in recorded:
+            recorded[run_model] = recorded_modules(config, run_model, base_dir)
+        check_targets(options, run_method, run_model, (recorded[run_model] or {}).get(ctx.task_kind))
         check_parallel(config, run_model, run_task, run_method, cls)
     figure1_runs(config, run_list=all_runs)  # raises ConfigError when the chosen runs are not in any study
     check_selection(config)
     return config
+
+
+def recorded_modules(config: dict, model: str, base_dir: str | os.PathLike = ".") -> dict | None:
+    """{task kind: module names} from the model's record (`fetch_model`), when the record was
+    fetched for the model's current entry; else None (not fetched yet, or the entry changed).
+
+    Reading the names from the record keeps planning free of torch; before the first fetch,
+    peft itself checks at train time."""
+    from .dependencies import model_identity
+
+    path = Path(base_dir) / "resources" / "models" / f"{model}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("spec") != model_identity(config, model):
+        return None
+    return record.get("modules")
+
+
+def check_targets(options: Any, method: str, model: str, module_names: list[str] | None) -> None:
+    """A method's target options each match a module of the model (ConfigError naming the key
+    and near matches); nothing to check without the model's module names."""
+    if module_names is None:
+        return
+    from .models import TARGET_OPTIONS, check_target_modules
+
+    for option in TARGET_OPTIONS:
+        check_target_modules(getattr(options, option, None), module_names, f"methods.{method}.options.{option}", model)
 
 
 def check_selection(config: dict) -> None:

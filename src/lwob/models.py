@@ -16,6 +16,10 @@ from .io import sha256_file
 #: Model families whose position ids start at pad_token_id + 1 (2 positions unusable).
 ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert", "longformer", "roberta-prelayernorm", "data2vec-text"}
 
+#: Method options that name modules of the model (LoRA, AdaLoRA, IA3): each entry is checked
+#: against the model's module names, since peft silently drops an entry that matches nothing.
+TARGET_OPTIONS = ("target_modules", "feedforward_modules")
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 HUB_PATTERNS = ["config.json", "*.safetensors", "tokenizer*", "vocab*", "merges.txt", "special_tokens_map.json",
                 "spiece.model", "sentencepiece*", "added_tokens.json"]
@@ -137,10 +141,118 @@ def load_for_task(path: str | os.PathLike, kind, meta: dict, config_overrides: d
     return model
 
 
+def config_keys(config) -> set[str]:
+    """The settings a model config class takes: its fields (transformers 5 configs are
+    dataclasses), what its config.json holds, and the aliases of its attribute_map."""
+    import dataclasses
+
+    keys = set(config.to_dict()) | set(getattr(config, "attribute_map", None) or {})
+    if dataclasses.is_dataclass(config):
+        keys |= {f.name for f in dataclasses.fields(config)}
+    return {k for k in keys if not k.startswith("_")}
+
+
+def load_config(name: str, path: str | os.PathLike, overrides: dict | None = None):
+    """The model's config with `overrides` (models.<name>.config) applied. A key the config
+    class does not know is a ConfigError naming it with near matches: from_pretrained would
+    pass it on to the model's __init__ and fail with a TypeError at train time."""
+    import difflib
+
+    quiet_transformers()
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(path))
+    known = config_keys(config)
+    for key in overrides or {}:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), sorted(known), n=3)
+            raise ConfigError(f"config key 'models.{name}.config.{key}': not a setting of {type(config).__name__} "
+                              f"(model type {config.model_type!r})"
+                              + (f"; near matches: {', '.join(near)}" if near else ""))
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
+    return config
+
+
+def module_names(config) -> dict[str, list[str]]:
+    """{task kind: names of every module of the model with that kind's head}, built on the
+    meta device (no weights, no memory): what LoRA/AdaLoRA/IA3 target_modules are matched
+    against. Kinds whose head the architecture lacks are left out."""
+    import warnings
+
+    import torch
+    import transformers
+
+    from . import tasks
+
+    out = {}
+    for kind_name in tasks.known():
+        auto = getattr(transformers, tasks.get(kind_name).auto_model)
+        try:
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = auto.from_config(config)
+        except ValueError:  # e.g. no question-answering head for this architecture
+            continue
+        out[kind_name] = [n for n, _ in model.named_modules() if n]
+    return out
+
+
+def target_matches(target: str, names: list[str], pattern: bool) -> bool:
+    """Whether a target_modules entry selects a module, by peft's rule: a string given alone
+    is a regex that must match a whole module name; a list entry matches a name equal to it or
+    ending in '.' + it (peft >= 0.21, check_target_module_exists)."""
+    import re
+
+    if pattern:
+        regex = re.compile(target)
+        return any(regex.fullmatch(n) for n in names)
+    return any(n == target or n.endswith("." + target) for n in names)
+
+
+def check_target_modules(targets, names: list[str], key: str, model: str) -> None:
+    """ConfigError at `key` when `targets` (a list of names, or one regex) leaves an entry
+    that matches no module in `names`: peft adapts the entries that match and silently drops
+    the others, and raises only when none matches."""
+    import difflib
+    import re
+
+    if targets is None:
+        return
+    if isinstance(targets, str):
+        try:
+            found = target_matches(targets, names, pattern=True)
+        except re.error as e:
+            raise ConfigError(f"config key '{key}': {targets!r} is not a regular expression ({e})") from None
+        if not found:
+            examples = [n for n in names if ".0." in n][:6] or names[:6]
+            raise ConfigError(f"config key '{key}': the pattern {targets!r} matches no module name of model "
+                              f"'{model}' (a regex must match a whole name, e.g. {', '.join(examples)})")
+        return
+    for target in targets:
+        if target_matches(target, names, pattern=False):
+            continue
+        depth = target.count(".") + 1
+        suffixes = sorted({".".join(n.split(".")[-depth:]) for n in names})
+        near = difflib.get_close_matches(target, suffixes, n=3)
+        ends = sorted({n.rsplit(".", 1)[-1] for n in names if not n.rsplit(".", 1)[-1].isdigit()})
+        raise ConfigError(f"config key '{key}': {target!r} matches no module of model '{model}'"
+                          + (f"; near matches: {', '.join(near)}" if near else f"; module names end in: {', '.join(ends)}"))
+
+
 def write_model_record(*, name: str, spec: dict, out_json) -> dict:
-    """File-level entry point of the `fetch_model` rule."""
+    """File-level entry point of the `fetch_model` rule.
+
+    Checks `config` (overrides of config.json) against the model's config class, and records
+    the model's module names per task kind (for config-time checks of target_modules) and the
+    spec it was fetched for (so that a stale record is not used to check a changed entry).
+    The same model gives the same bytes: downstream jobs rerun only when it changes."""
+    resolved = resolve_model(spec)
+    overrides = dict(spec.get("config") or {})
+    config = load_config(name, resolved["path"], overrides)
     from .io import write_json
 
-    record = {"model": name, **resolve_model(spec), "config_overrides": dict(spec.get("config") or {})}
+    record = {"model": name, **resolved, "config_overrides": overrides, "spec": dict(spec),
+              "modules": module_names(config)}
     write_json(out_json, record)
     return record

@@ -66,6 +66,15 @@ def wrap(model, config):
     """get_peft_model with its harmless FutureWarning silenced; the task head trains."""
     from peft import get_peft_model
 
+    from ..models import TARGET_OPTIONS, check_target_modules
+
+    # peft adapts the target entries that match and silently drops the others: check each
+    # (config validation does the same once the model's record exists).
+    names = [n for n, _ in model.named_modules() if n]
+    for option in TARGET_OPTIONS:
+        targets = getattr(config, option, None)
+        check_target_modules(sorted(targets) if isinstance(targets, (set, list)) else targets, names,
+                             f"options.{option}", type(model).__name__)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         wrapped = get_peft_model(model, config)
