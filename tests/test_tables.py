@@ -302,3 +302,45 @@ def test_paper_column_alias_and_side_by_side_table(tmp_path):
     assert row["diff"] == pytest.approx(row["mean"] - 94.8)
     assert r"\begin{longtable}" in latex and "94.80(0.50)" in latex and "Stand-ins." in latex
     assert f"{row['diff']:+.2f}" in latex
+
+
+def test_label_study_name_and_caption_cannot_escape_latex(tmp_path):
+    """A config label, study name or title cannot close a brace, start a command or end the
+    `%` comment line the study name sits in (defect: `\\label{tab:<study>}` was not escaped)."""
+    study = {**STUDY, "label": "tab:x}\\input{/etc/passwd}", "title": "T\n\n\\input{/etc/passwd}"}
+    latex, _ = study_table(summary_for(tmp_path), study, TASKS, MODELS_CFG, METHODS_CFG, TEMPLATE,
+                           tmp_path / "t.tex", tmp_path / "t.csv", study_name="s}\n\\input{x}")
+    assert "\\input" not in latex
+    assert "\\label{tab:x-input-/etc/passwd-}" in latex
+    assert "(study s\\}  \\textbackslash{}input\\{x\\})." not in latex  # one line: the newline is a space
+    assert "(study s\\} \\textbackslash{}input\\{x\\})." in latex
+    default = study_table(summary_for(tmp_path), {**STUDY}, TASKS, MODELS_CFG, METHODS_CFG, TEMPLATE,
+                          tmp_path / "d.tex", tmp_path / "d.csv", study_name="my study#1")[0]
+    assert "\\label{tab:my-study-1}" in default
+
+
+FAILED_LORA = {"model": "rb", "task": "mnli", "method": "lora", "seed": 1, "rule": "train", "status": "failed",
+               "error": "FloatingPointError: loss_is NaN", "log": "logs/train/rb/mnli/lora/seed1.log"}
+
+
+def test_failed_run_reads_err_with_its_error_and_log(tmp_path):
+    """A failed run's cells read "err" (not "--", not a number of the seeds that finished),
+    are never bold, and the caption and CSV say which job failed, why, and where the log is."""
+    summary = summary_for(tmp_path, skip={("rb", "mnli", "lora", 1)})
+    latex, df = render(tmp_path, summary, failed=[FAILED_LORA])
+    lora = df[(df.model == "rb") & (df.method == "lora")]
+    on_mnli = lora[lora.column.isin(["mnli", "mnli-mm", "average"])]
+    assert (on_mnli["cell"] == "err").all() and on_mnli["failed"].all() and not on_mnli["best"].any()
+    assert on_mnli["failure"].str.contains("rb/mnli/lora/seed1: train failed: FloatingPointError").all()
+    assert on_mnli["failure"].str.contains("logs/train/rb/mnli/lora/seed1.log").all()
+    on_sst2 = lora[lora.column == "sst2"]  # its sst2 runs finished: numbers as before
+    assert not on_sst2["failed"].any() and on_sst2["cell"].str.match(r"\d+\.\d\d\(").all()
+    assert df[df.model == "my_model"]["failed"].sum() == 0
+    assert "RoBERTa-base (LoRA) & " in latex and " & err & err" in latex
+    assert "err: a run of the cell failed" in latex and "logs/train/rb/mnli/lora/seed1.log" in latex
+    assert r"loss\_is NaN" in latex  # the error is LaTeX-escaped in the caption
+
+
+def test_no_failures_no_err(tmp_path):
+    latex, df = render(tmp_path, summary_for(tmp_path), failed=[])
+    assert "err" not in set(df["cell"]) and "a run of the cell failed" not in latex
