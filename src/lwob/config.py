@@ -108,10 +108,6 @@ def check_config_files(paths: Iterable[str | os.PathLike]) -> None:
         load_yaml(path)
 
 
-def _key(path: Iterable[Any]) -> str:
-    return ".".join(str(p) for p in path) or "<top level>"
-
-
 def _coerce_numbers(config: dict) -> None:
     blocks = [config.get("training")]
     for section in ("models", "methods", "tasks"):
@@ -190,15 +186,15 @@ def _unknown_key_message(err) -> str:
     a near match and the allowed keys (jsonschema's own message lists none of them)."""
     allowed = sorted(err.schema.get("properties") or {})
     unknown = [k for k in err.instance if k not in allowed]
-    near = difflib.get_close_matches(str(unknown[0]), allowed, n=1) if unknown else []
     title = err.schema.get("title")
     where = ".".join(str(p) for p in err.absolute_path)
     entry = str(err.absolute_path[-1]) if err.absolute_path else ""
     lines = []
     for k in unknown:
+        near = difflib.get_close_matches(str(k), allowed, n=1)
         lines.append(f"config key '{where + '.' if where else ''}{k}': unknown key"
                      + (f" in {title} '{entry}'" if title and entry else "")
-                     + (f" (did you mean '{near[0]}'?)" if near and k == unknown[0] else "")
+                     + (f" (did you mean '{near[0]}'?)" if near else "")
                      + f"; allowed: {', '.join(allowed)}")
     return "\n  ".join(lines)
 
@@ -323,7 +319,7 @@ def recorded_modules(config: dict, model: str, base_dir: str | os.PathLike = "."
     fetched for the model's current entry; else None (not fetched yet, or the entry changed).
 
     Reading the names from the record keeps planning free of torch; before the first fetch,
-    peft itself checks at train time."""
+    wrapping the model checks the same at train time (lwob.methods._peft.wrap)."""
     from .dependencies import model_identity
 
     path = Path(base_dir) / "resources" / "models" / f"{model}.json"
