@@ -584,6 +584,23 @@ def hyperparameters(config: dict, model: str, task: str, method: str) -> dict:
     return hp
 
 
+#: Settings that only change how a finished run is evaluated: they are not part of a train
+#: job's params (editing them reruns evaluation, not training). Training's per-epoch
+#: validation pass reads them at run time; batching changes no prediction beyond rounding.
+EVALUATION_ONLY = ("eval_batch_size",)
+
+
+def training_settings(config: dict, model: str, task: str, method: str) -> dict:
+    """A run's resolved settings less the evaluation-only ones (a train job's params)."""
+    return {k: v for k, v in hyperparameters(config, model, task, method).items() if k not in EVALUATION_ONLY}
+
+
+def evaluation_settings(config: dict, model: str, task: str, method: str) -> dict:
+    """A run's resolved evaluation-only settings (an evaluate job's params)."""
+    hp = hyperparameters(config, model, task, method)
+    return {k: hp[k] for k in EVALUATION_ONLY if k in hp}
+
+
 # --------------------------------------------------------------------------- selection
 
 
@@ -656,7 +673,7 @@ def cell_hyperparameters(config: dict, model: str, task: str, method: str, cell:
     cells = {cell_id(c): c for c in selection_grid(config, model, task, method)}
     if cell not in cells:
         raise ConfigError(f"grid cell '{cell}' is not in the selection grid of {model}/{task}/{method}")
-    return {**hyperparameters(config, model, task, method), **cells[cell]}
+    return {**training_settings(config, model, task, method), **cells[cell]}
 
 
 def method_spec(config: dict, method: str) -> dict:

@@ -14,7 +14,7 @@ from .training import build_run_model, load_part, resolve_device, score_part
 
 def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_options: dict,
                  eval_parts: list, out_json, out_predictions, threads: int | None = None,
-                 batch_size: int = 128, model_config: dict | None = None) -> dict:
+                 batch_size: int | None = None, model_config: dict | None = None) -> dict:
     """Rebuild the run's model, load its trained tensors, score every eval set.
 
     `eval_parts` are the eval sets' metadata files (`data/tokenized/.../eval/{name}.json`).
@@ -43,8 +43,9 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     device = resolve_device(hp.get("device", "auto"))
     fast = FastPath.from_record(record)  # scored at the precision it was trained at
     fast.apply_backend(device)
-    # The run's own eval batch size; `batch_size` is only the fallback for records without one.
-    batch_size = int(hp.get("eval_batch_size") or batch_size)
+    # The evaluate job's setting (an evaluation-only setting, lwob.config.EVALUATION_ONLY);
+    # the run's recorded one when called without it.
+    batch_size = int(batch_size or hp.get("eval_batch_size") or 128)
 
     model, _, _, _, _ = build_run_model(
         model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,

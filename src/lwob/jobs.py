@@ -98,21 +98,3 @@ def run_job(snakemake, target: str, *, offline: bool = True, **kwargs) -> None:
     if log_path is not None:
         with open(log_path, "a") as log:
             log.write(f"done in {time.time() - start:.1f} s\n")
-
-
-def trained_run_args(snakemake) -> dict:
-    """What rebuilds a finished run's model, from a job whose inputs are rules/common.smk's
-    `trained_run` (evaluation and weight analysis): the model folder and config overrides,
-    the tokenized data folder, the run folder and the method."""
-    from .io import read_json
-
-    model = read_json(snakemake.input.model)
-    return {
-        "model_dir": Path(model["path"]),
-        "model_config": model.get("config_overrides"),
-        "tokenized_dir": Path(snakemake.input.data).parent,
-        "run_dir": Path(snakemake.input.record).parent,
-        "method_type": snakemake.params.method["type"],
-        "method_options": dict(snakemake.params.method["options"]),
-    }
-
