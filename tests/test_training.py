@@ -266,3 +266,25 @@ def test_damaged_tokenized_part_is_named_with_how_to_rebuild(tokenized, tmp_path
     with pytest.raises(DataError, match=rf"{part}: sha256 .* differs .*delete {tok / 'meta.json'} and rerun: "
                                         rf"snakemake {tok / 'meta.json'}"):
         _train(tok, tmp_path / "run", hp={"epochs": 1})
+
+
+def test_diverged_grid_cell_is_recorded_without_a_score(tokenized, tmp_path):
+    """A learning-rate grid may reach a rate that diverges: that cell's result, not a failure.
+    It records no validation score, so the selection skips it, and no trained weights."""
+    from safetensors.torch import load_file
+
+    from lwob.io import read_json
+    from lwob.selection import choose
+    from lwob.training import train_run
+
+    out = tmp_path / "cell"
+    rec = train_run(model_dir=MINILM, tokenized_dir=tokenized, method_type="lora",
+                    method_options={"r": 4, "alpha": 8, "dropout": 0.1}, hyperparameters={**HP, "lr": 1e30},
+                    seed=3, out_dir=out, run_id={**RUN_ID, "method": "lora", "cell": "lr-1e30"}, threads=1)
+    assert read_json(out / "train.json") == json.loads(json.dumps(rec))
+    assert rec["diverged"] == {"step": 3, "epoch": 1}  # step 2 moves the weights by about 5e29
+    assert rec["best_val_score"] is None and rec["best_epoch"] is None and rec["epochs"] == []
+    assert load_file(out / "weights.safetensors") == {}
+    choice = choose({"lr-1e30": {"lr": 1e30}, "lr-1e-3": {"lr": 1e-3}},
+                    {"lr-1e30": [rec["best_val_score"]], "lr-1e-3": [0.5]})
+    assert choice["chosen"] == "lr-1e-3"

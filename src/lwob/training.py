@@ -55,7 +55,11 @@ LOSS_CHECK_EVERY_STEPS = 50
 
 class NonFiniteLoss(ConfigError):
     """The training loss became NaN or infinite (almost always too high a learning rate):
-    the run fails and writes nothing."""
+    the run fails and writes nothing (a grid cell records it instead: GridCellDivergence)."""
+
+    def __init__(self, message: str, step: int, epoch: int):
+        super().__init__(message)
+        self.step, self.epoch = step, epoch
 
 
 def resolve_hyperparameters(hp: dict | None) -> dict:
@@ -321,10 +325,10 @@ class LossWatch:
     costs nothing, else every LOSS_CHECK_EVERY_STEPS steps, before a checkpoint and before
     validation) and raises NonFiniteLoss. It reads the loss only: training is unchanged."""
 
-    def __init__(self, device: torch.device, what: str, steps_per_epoch: int, lr: float):
+    def __init__(self, device: torch.device, what: str, steps_per_epoch: int, lr: float, grid_cell: bool = False):
         self.first_bad = torch.zeros((), dtype=torch.int64, device=device)  # 0: none (steps count from 1)
         self.every = 1 if device.type == "cpu" else LOSS_CHECK_EVERY_STEPS
-        self.what, self.steps_per_epoch, self.lr = what, steps_per_epoch, lr
+        self.what, self.steps_per_epoch, self.lr, self.grid_cell = what, steps_per_epoch, lr, grid_cell
 
     def update(self, loss: torch.Tensor, step: int) -> None:
         bad = ~torch.isfinite(loss.detach()) & (self.first_bad == 0)
@@ -340,9 +344,32 @@ class LossWatch:
         # Another process's NaN reaches this one through the gradient all-reduce one step later.
         bad = local if local > 0 else step
         epoch = (bad - 1) // self.steps_per_epoch + 1
+        outcome = ("recorded as this grid cell's result, without a validation score, so the selection skips it"
+                   if self.grid_cell else "no weights or record written. Lower training.lr "
+                   f"(now {self.lr:g}) or check the data")
         raise NonFiniteLoss(f"{self.what}: the training loss became NaN or infinite at optimizer step {bad} "
-                            f"(epoch {epoch}); no weights or record written. Lower training.lr "
-                            f"(now {self.lr:g}) or check the data")
+                            f"(epoch {epoch}); {outcome}", bad, epoch)
+
+
+class GridCellDivergence:
+    """Around a run's training loop: for a grid cell (run_id with a `cell`), a diverged run is
+    that cell's result, not a failure (a learning-rate grid may well reach a rate that
+    diverges): the error is kept in `error` and the run records no validation score, so the
+    selection (which skips cells without one) never chooses it. Other runs fail."""
+
+    def __init__(self, run_id: dict):
+        self.grid_cell = run_id.get("cell") is not None
+        self.error: NonFiniteLoss | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self.grid_cell and isinstance(exc, NonFiniteLoss):
+            self.error = exc
+            print(exc, flush=True)
+            return True
+        return False
 
 
 # --------------------------------------------------------------------------- train
@@ -420,7 +447,9 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         torch.manual_seed(int(seed) * 1000 + par.rank)  # own dropout masks per process
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    loss_watch = LossWatch(device, f"run {run_name(run_id)} ({out_dir})", steps_per_epoch, hp["lr"])
+    divergence = GridCellDivergence(run_id)
+    loss_watch = LossWatch(device, f"run {run_name(run_id)} ({out_dir})", steps_per_epoch, hp["lr"],
+                           divergence.grid_cell)
 
     epochs: list[dict] = []
     best: dict | None = None
@@ -453,7 +482,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
             "train_time": train_time + (time.perf_counter() - t0),
         }
 
-    with checkpoint.Preemption(checkpoint_minutes) as preemption:
+    with divergence, checkpoint.Preemption(checkpoint_minutes) as preemption:
         for epoch in range(start_epoch, hp["epochs"] + 1):
             t0 = time.perf_counter()
             if batches is None:  # a fresh epoch (not the one a checkpoint stopped in)
@@ -510,6 +539,8 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_path = out_dir / "weights.safetensors"
+    if divergence.error is not None:  # nothing trained is worth keeping; the rule still expects the file
+        best, best_state = {"epoch": None, "val_score": None}, {}
     methods.save_trained(core, weights_path, state=best_state)
     record = {
         **{k: run_id[k] for k in ("model", "task", "method", "cell", "seed") if k in run_id},
@@ -550,6 +581,9 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
             **(provenance_extra or {}),
         },
     }
+    if divergence.error is not None:
+        record["diverged"] = {"step": divergence.error.step, "epoch": divergence.error.epoch}
+        record["train_samples_per_s"] = None  # it stopped part-way: no measure of speed
     record["resumed"] = resumed is not None
     if resumed is not None:  # where from: a checkpoint saved on SIGTERM or a periodic one
         record["resumed_from"] = {"step": resumed["step"], "reason": resumed.get("reason")}
