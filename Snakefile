@@ -28,10 +28,10 @@ include: "rules/resources.smk"
 
 # The report's text (reports/workflow.rst, the captions) inserts config strings only through
 # the `rst` and `rst_literal` filters, which escape them for reStructuredText.
-from lwob.escaping import register_report_filters
+from lwob.escaping import register_report_helpers
 from lwob import failures, runlock
 
-register_report_filters()
+register_report_helpers()
 FAILURE_CONTEXT = dict(runs=RUNS, studies=STUDIES, config=config, skipped=SKIPPED,
                        template_path=REPO / "reports/templates/robustness_table.tex.j2")
 

@@ -18,7 +18,7 @@ from docutils import nodes
 from docutils.core import publish_doctree, publish_parts
 
 from conftest import REPO, load_config
-from lwob.escaping import one_line, register_report_filters, rst_escape, rst_literal
+from lwob.escaping import one_line, register_report_helpers, rst_escape, rst_literal
 
 REPORT_TEXTS = [REPO / "reports" / "workflow.rst", *sorted((REPO / "reports" / "captions").glob("*.rst"))]
 
@@ -29,7 +29,7 @@ EVIL = ("Evil\n\n.. raw:: html\n\n   <script>alert('lwob')</script>\n\n.. includ
 
 def _render(path, snakemake) -> str:
     """The reStructuredText Snakemake would hand to docutils for `path`."""
-    register_report_filters()
+    register_report_helpers()
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
     return env.from_string(path.read_text()).render(snakemake=snakemake, categories={}, files=[])
 
@@ -98,3 +98,24 @@ def test_rst_escape_round_trips(text):
     assert doctree.astext() == f"Before {one_line(text)} after.".replace("  ", " ")
     literal = publish_doctree("Before " + rst_literal(text) + " after.", settings_overrides={"report_level": 5})
     assert [n.astext() for n in literal.findall(nodes.literal)] == [one_line(text)]
+
+
+def test_workflow_description_lists_the_failed_jobs(tmp_path, monkeypatch):
+    """The report's text lists the failure records of the working directory, as text."""
+    from lwob import failures
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config("demo.yaml")
+    text = _assert_inert(_render(REPO / "reports" / "workflow.rst", SimpleNamespace(config=config)), "no failure")
+    assert "failed in the last run" not in text
+    log = tmp_path / "logs/train.log"
+    log.parent.mkdir()
+    log.write_text("Traceback\nRuntimeError: <script>alert(1)</script> `x`_ |y|\n")
+    job = failures.JobOutcome("train", {"model": "minilm", "task": "demo-sst2", "method": "lora", "seed": "0"},
+                              ["logs/train.log"], [])
+    failures.record_failures([job], [])
+    html = _assert_inert(_render(REPO / "reports" / "workflow.rst", SimpleNamespace(config=config)), "a failure")
+    assert "1 job(s) failed in the last run" in html
+    assert "RuntimeError: &lt;script&gt;alert(1)&lt;/script&gt; `x`_ |y|" in html
+    text = publish_doctree(_render(REPO / "reports" / "workflow.rst", SimpleNamespace(config=config))).astext()
+    assert "train minilm/demo-sst2/lora/0: RuntimeError" in text and "(log: logs/train.log)" in text

@@ -41,17 +41,26 @@ def rst_literal(text) -> str:
 REPORT_FILTERS = {"rst": rst_escape, "rst_literal": rst_literal}
 
 
-def register_report_filters() -> None:
-    """Make the `rst` and `rst_literal` filters known to every jinja2 environment.
+def failed_jobs() -> list[dict]:
+    """The failure records of the working directory (lwob.failures), for the report's text."""
+    from .failures import read_failures
+
+    return read_failures()
+
+
+def register_report_helpers() -> None:
+    """Make the `rst` and `rst_literal` filters and the `failed_jobs()` function known to every
+    jinja2 environment.
 
     Snakemake renders workflow.rst and the captions in a plain `jinja2.Environment()` of its
-    own, with no hook for filters; a new environment copies `jinja2.defaults.DEFAULT_FILTERS`,
-    so the filters go there. Without them a caption fails to render ("No filter named 'rst'")
-    rather than inserting a value unescaped.
+    own, with no hook for filters; a new environment copies `jinja2.defaults.DEFAULT_FILTERS`
+    and `DEFAULT_NAMESPACE`, so they go there. Without them a caption fails to render ("No
+    filter named 'rst'") rather than inserting a value unescaped.
     """
     import jinja2.defaults
 
     jinja2.defaults.DEFAULT_FILTERS.update(REPORT_FILTERS)
+    jinja2.defaults.DEFAULT_NAMESPACE["failed_jobs"] = failed_jobs
 
 
 _LATEX_SPECIAL = {

@@ -9,16 +9,22 @@ The Snakefile's `onerror` handler (the main Snakemake process, after the last jo
   rule, wildcards, status, the error (the last line of the job's log: the exception or the
   input error), the job's log paths, and the runs whose results it kept from being made;
 * under --keep-going, renders every study table that contains such a run from the runs that
-  did finish (their evaluation records) plus the failures: a cell that a failed run feeds reads
-  "err", and the caption and the CSV twin say which job failed, why, and where its log is.
+  did finish (their evaluation records) plus the failures, to `results/failed/tables/<study>.tex`
+  and `.csv`: a cell that a failed run feeds reads "err", and the caption and the CSV twin say
+  which job failed, why, and where its log is.
 
-`onsuccess` and `onerror` both delete the records of jobs that succeeded in the run, so a
-record lasts exactly until its job succeeds. Nothing here writes a job's outputs or Snakemake's
-metadata: a failed job's outputs stay missing and the next `snakemake all` retries it, and
-the tables (downstream of it) are rendered again by their own rule.
+`onsuccess` and `onerror` both delete the records of jobs that succeeded in the run, and the
+failure tables of studies left without failures, so a record lasts exactly until its job
+succeeds. Nothing here writes a rule's outputs or Snakemake's metadata: a table written to
+`results/tables/` outside its rule would look up to date to Snakemake (a target that exists is
+not rebuilt for a missing intermediate file), so the failed run would not be retried. A failed
+job's outputs stay missing and the next run retries it. Outputs that exist from an earlier run but
+depend on a failed job are marked incomplete in Snakemake's metadata, so that the next run
+rebuilds them (`mark_stale_outputs_incomplete`). The HTML report lists the records
+(reports/workflow.rst, through the `failed_jobs()` helper lwob.escaping registers).
 
-Snakemake's DAG and scheduler are read in one place, `jobs_of_this_run`; the rest works on
-plain data.
+Snakemake's DAG, scheduler and metadata are used in two places, `jobs_of_this_run` and
+`mark_stale_outputs_incomplete`; the rest works on plain data.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from urllib.parse import quote
 from .io import atomic_write_bytes
 
 FAILED_DIR = Path("results") / "failed"
+TABLES_DIR = FAILED_DIR / "tables"  # the study tables rendered with the failures
 EVAL_PATH = "results/eval/{path}.json"  # a run's evaluation record (rules/evaluate.smk)
 _LOG_TAIL_BYTES = 64 * 1024
 
@@ -116,6 +123,18 @@ def read_failures(root: str | os.PathLike = FAILED_DIR) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("*.json"))]
 
 
+def prune_failure_tables(studies: dict, config: dict, root: str | os.PathLike = FAILED_DIR) -> None:
+    """Delete the failure tables of studies that no longer have a failed run."""
+    remaining = failed_runs(read_failures(root))
+    for path in sorted((Path(root) / "tables").glob("*.*")):
+        study = studies.get(path.stem)
+        if study is None or not any(_in_study(f, study, study.get("seeds") or config["seeds"]) for f in remaining):
+            path.unlink()
+    for folder in (Path(root) / "tables", Path(root)):  # nothing left: no empty folders either
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def failed_runs(records: list[dict]) -> list[dict]:
     """One entry per run a failed job blocked, in the shape lwob.tables takes (`failed=`):
     model, task, method, seed, rule, status, error, log (the first log path)."""
@@ -134,7 +153,7 @@ def _in_study(entry: dict, study: dict, seeds) -> bool:
 
 def render_failure_tables(failures: list[dict], *, runs, studies: dict, config: dict, skipped: dict,
                           template_path, pending_outputs=frozenset(),
-                          out_dir: str | os.PathLike = "results/tables") -> list[Path]:
+                          out_dir: str | os.PathLike = TABLES_DIR) -> list[Path]:
     """Render each study with a failed run from the evaluation records that exist (except those
     of failed runs and of jobs still pending), the failed runs marked "err". Returns the .tex paths."""
     import pandas as pd
@@ -182,6 +201,26 @@ def jobs_of_this_run(workflow) -> tuple[list[JobOutcome], list[JobOutcome], set[
     return succeeded, failed, pending
 
 
+def mark_stale_outputs_incomplete(workflow) -> list[str]:
+    """Mark incomplete, in Snakemake's metadata, the outputs that exist from an earlier run but that
+    this run had to rebuild and could not (downstream of a failed job); return them.
+
+    Snakemake deletes a failed job's outputs, and does not rebuild an existing file for an input
+    that is missing: after a failed rerun (say, a changed lr), the run's old evaluation and the
+    tables made from it would otherwise look up to date and the failed run would never be retried.
+    An incomplete file is rebuilt by the next run with --rerun-incomplete (both profiles set it),
+    and named by a run without it; Snakemake clears the mark when it has rebuilt the file.
+    """
+    dag = workflow.dag
+    marked = []
+    for job in dag.needrun_jobs(exclude_finished=True):
+        existing = [str(f) for f in job.output if os.path.exists(f)]
+        if existing:
+            workflow.persistence.started(job)
+            marked += existing
+    return sorted(marked)
+
+
 def after_run(workflow, *, runs, studies: dict, config: dict, skipped: dict, template_path) -> None:
     """The Snakefile's onsuccess/onerror: forget the failures of jobs that succeeded, record
     this run's failures, and under --keep-going render the affected tables with them."""
@@ -191,12 +230,17 @@ def after_run(workflow, *, runs, studies: dict, config: dict, skipped: dict, tem
         sys.stderr.write(f"Warning: failed jobs not recorded (Snakemake's DAG is not as expected: {err}).\n")
         return
     forget_failures(succeeded)
+    records = record_failures(failed, runs)
+    prune_failure_tables(studies, config)
     if not failed:
         return
-    records = record_failures(failed, runs)
     lines = [f"  {r['rule']} {'/'.join(r['wildcards'].values()) or ''}: {r['error']}"
              + (f" (log: {r['log'][0]})" if r["log"] else "") for r in records]
     sys.stderr.write(f"\n{len(records)} job(s) failed; their records are in {FAILED_DIR}/:\n" + "\n".join(lines) + "\n")
+    stale = mark_stale_outputs_incomplete(workflow)
+    if stale:
+        sys.stderr.write(f"{len(stale)} earlier output(s) that depend on them are marked incomplete, so the next run "
+                         f"rebuilds them (--rerun-incomplete): {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}\n")
     failures = failed_runs(records)
     if not failures:
         return
@@ -211,5 +255,5 @@ def after_run(workflow, *, runs, studies: dict, config: dict, skipped: dict, tem
         sys.stderr.write(f"Tables not rendered with the failures: {type(err).__name__}: {err}\n\n")
         return
     if written:
-        sys.stderr.write("Tables rendered from the finished runs, failed ones marked \"err\": "
+        sys.stderr.write("Tables of the finished runs, failed ones marked \"err\": "
                          + ", ".join(map(str, written)) + "\n\n")
