@@ -271,6 +271,22 @@ def test_every_layout_compiles_with_pdflatex(layout, publication_tools, tmp_path
 
 
 @needs_tools
+def test_a_table_with_failed_runs_and_an_odd_label_compiles(publication_tools, tmp_path):
+    """The failure tables (lwob.failures): "err" cells, the failures in the caption (error and log
+    path with LaTeX specials), and a configured label with braces and a backslash."""
+    from lwob.tables import study_table
+
+    study = {**STUDIES["robustness_table"], "label": "tab:x}\\input{y}"}
+    failed = [{"model": "m_1", "task": "cls", "method": "lo_ra", "seed": 0, "rule": "train", "status": "failed",
+               "error": f"RuntimeError: {ODD}", "log": "logs/train/m_1/cls/lo_ra/seed0.log"}]
+    latex, df = study_table(synthetic_summary(study), study, TASKS, MODELS, METHODS, TEMPLATE, tmp_path / "t.tex",
+                            tmp_path / "t.csv", study_name="odd_failed", skipped=SKIPPED, failed=failed)
+    assert " & err" in latex and df["failed"].any() and "\\input" not in latex
+    result = compile_table(latex, tmp_path / "pdf", "failed", publication_tools.pdflatex)
+    assert_compiles(result, "table with failed runs")
+
+
+@needs_tools
 def test_a_broken_table_is_caught(publication_tools, tmp_path):
     bad = "\\begin{table}\\begin{tabular}{ll}\\toprule a & \\undefinedmacro \\\\\\bottomrule\\end{tabular}\\end{table}"
     result = compile_table(bad, tmp_path, "bad", publication_tools.pdflatex)
