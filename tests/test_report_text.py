@@ -89,6 +89,16 @@ def test_workflow_description_shows_the_display_name_as_written():
     assert '<tt class="docutils literal">lora</tt>' in html  # names keep their code style
 
 
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_workflow_description_is_clean_rst(name):
+    """No docutils warning (each task its own bullet: a block tag at a line end eats the newline)."""
+    config = load_config(name)
+    rst = _render(REPO / "reports" / "workflow.rst", SimpleNamespace(config=config))
+    html = publish_parts(rst, writer="html", settings_overrides={"halt_level": 2})["body"]
+    for task in config["tasks"].values():
+        assert f"<li><strong>{task.get('display')}</strong>: train" in html
+
+
 @pytest.mark.parametrize("text", [EVIL, "a_ b*c `d` e|f| [1]_ :x:`y` \\z", "- bullet", "1. one", "#. two",
                                   ".. note:: x", "::", "x__", "http://example.org/x", "  padded  ",
                                   "tab\there", "end\\", "*", "**", "`", "|"])
