@@ -28,11 +28,14 @@ def _request(target: str, kwargs: dict, cwd: Path) -> bytes:
     return warm.serialize({"target": target, "kwargs": kwargs, "env": {}, "cwd": str(cwd), "log": None})
 
 
-def _closed_without_reply(conn: socket.socket, timeout: float = 10) -> bool:
+def _send_is_refused(conn: socket.socket, data: bytes, timeout: float = 10) -> bool:
+    """True when the server closes the connection without a reply (it may close it before
+    the message is even sent)."""
     conn.settimeout(timeout)
     try:
+        conn.sendall(data)
         return conn.recv(1) == b""
-    except ConnectionResetError:
+    except (BrokenPipeError, ConnectionResetError):
         return True
 
 
@@ -106,8 +109,7 @@ def test_server_refuses_a_peer_of_another_uid(tmp_path):
         target = tmp_path / "written.json"
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(str(sock))
-        conn.sendall(_request("lwob.io:write_json", {"path": target, "obj": {"ran": True}}, tmp_path))
-        assert _closed_without_reply(conn)
+        assert _send_is_refused(conn, _request("lwob.io:write_json", {"path": target, "obj": {"ran": True}}, tmp_path))
         conn.close()
         time.sleep(0.5)
         assert not target.exists()
@@ -144,8 +146,7 @@ def test_pickle_payload_is_refused_unread(server_socket, tmp_path):
     assert not marker.exists()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(str(server_socket))
-    conn.sendall(struct.pack("!Q", len(payload)) + payload)
-    assert _closed_without_reply(conn)
+    assert _send_is_refused(conn, struct.pack("!Q", len(payload)) + payload)
     conn.close()
     time.sleep(0.5)
     assert not marker.exists()
@@ -226,3 +227,18 @@ def test_network_jobs_never_use_the_warm_worker(tmp_path, monkeypatch):
     assert "(own process)" in (tmp_path / "job.log").read_text()
     jobs.run_job(_fake_snakemake(tmp_path), "lwob.io:write_json", path=tmp_path / "y.json", obj={})
     assert sent == ["lwob.io:write_json"]  # an offline compute job does go to the warm worker
+
+
+
+def test_another_checkout_of_the_same_code_gets_its_own_server(tmp_path, monkeypatch):
+    """A server imports modules lazily from its own checkout: a copy of the package elsewhere
+    (a test's copy of the repository, edited or deleted later) must never serve this one's jobs."""
+    import shutil
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    here, code = warm.socket_path(), warm._source_hash()
+    copy = tmp_path / "copy" / "lwob"
+    shutil.copytree(Path(warm.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(warm, "__file__", str(copy / "warm.py"))
+    assert warm._source_hash() == code  # the same code...
+    assert warm.socket_path() != here  # ...in another place: another server

@@ -7,11 +7,11 @@ process that has already imported the heavy modules forks a child that runs the 
 reports back. The child starts with the job's environment, working directory and log file,
 and sets its own seeds, so results are the same as in a cold process (tested).
 
-The server is keyed by the package's source hash and the Python executable, so edited code
-never runs in a stale server, and it exits after `IDLE_SECONDS` without a job. It is meant
-for local execution (the demo, a workstation); cluster jobs run cold, each in its own
-allocation, and so do jobs that use the network (run_job(offline=False)): they may need
-credentials, which never reach the shared server.
+The server is keyed by the package's source hash and location and the Python executable, so
+edited code never runs in a stale server, nor another checkout's code, and it exits after
+`IDLE_SECONDS` without a job. It is meant for local execution (the demo, a workstation);
+cluster jobs run cold, each in its own allocation, and so do jobs that use the network
+(run_job(offline=False)): they may need credentials, which never reach the shared server.
 
 A job's work dies with its job. The job's script (the client) keeps its connection open
 until the child answers; the child watches that connection from a thread, and when it ends
@@ -241,7 +241,10 @@ def _source_hash() -> str:
 
 
 def socket_path() -> Path:
-    key = hashlib.sha256(f"{sys.executable}|{_source_hash()}".encode()).hexdigest()[:16]
+    # The package's location too: a server imports modules lazily from its own checkout, so a
+    # copy of the same code elsewhere (edited or deleted later) must not serve this one's jobs.
+    package = Path(__file__).resolve().parent
+    key = hashlib.sha256(f"{sys.executable}|{package}|{_source_hash()}".encode()).hexdigest()[:16]
     return private_dir() / f"{key}.sock"
 
 
