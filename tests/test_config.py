@@ -283,3 +283,21 @@ def test_yaml_merge_keys_may_override(tmp_path):
 
 def test_shipped_config_files_have_no_duplicate_keys():
     cfg.check_config_files(sorted((REPO / "config").glob("*.yaml")))
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c["methods"]["lora"].update(display="LoRA</script><script>alert(1)</script>"), "methods.lora.display"),
+    (lambda c: c["studies"]["table3"].update(title="Accuracy <!-- x"), "studies.table3.title"),
+    (lambda c: c["models"]["minilm"].update(aliases=["a</SCRIPT>"]), "models.minilm.aliases[0]"),
+])
+def test_text_that_would_break_out_of_the_reports_script_blocks_is_refused(demo_config, mutate, key):
+    """Snakemake's report embeds job params (display names, titles) as JSON in <script> blocks."""
+    mutate(demo_config)
+    with pytest.raises(ConfigError) as err:
+        validate(demo_config)
+    assert f"config key '{key}'" in str(err.value) and "script block" in str(err.value)
+
+
+def test_a_lone_angle_bracket_is_plain_text(demo_config):
+    demo_config["methods"]["lora"]["display"] = "LoRA (r<8)"
+    validate(demo_config)

@@ -142,17 +142,26 @@ def _number(value):
     return value
 
 
-def check_finite(value: Any, key: str = "") -> None:
+#: Text that would end or open a block inside an HTML <script> element. Snakemake's report
+#: embeds every job's params (display names, titles) as JSON in <script> blocks unescaped.
+_SCRIPT_BREAKERS = ("</", "<!--")
+
+
+def check_values(value: Any, key: str = "") -> None:
     """No number anywhere in the config is infinite or NaN (YAML `.inf`, `.nan`, or "inf" made
-    a number): a schema's `minimum` lets both through, and a NaN learning rate trains to NaN."""
+    a number): a schema's `minimum` lets both through, and a NaN learning rate trains to NaN.
+    No text holds `</` or `<!--`, which would break out of the report's script blocks."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"config key '{key or '<top level>'}': {value} is not a finite number")
+    if isinstance(value, str) and any(b in value for b in _SCRIPT_BREAKERS):
+        raise ConfigError(f"config key '{key or '<top level>'}': text may not contain '</' or '<!--' "
+                          f"(it would end a script block of the HTML report): {value!r}")
     if isinstance(value, dict):
         for k, v in value.items():
-            check_finite(v, f"{key}.{k}" if key else str(k))
+            check_values(v, f"{key}.{k}" if key else str(k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            check_finite(v, f"{key}[{i}]")
+            check_values(v, f"{key}[{i}]")
 
 
 def check_names(config: dict) -> None:
@@ -221,7 +230,7 @@ def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
 def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.PathLike = ".") -> dict:
     """Check the whole config; return it with defaults filled in. Raises ConfigError."""
     _coerce_numbers(config)
-    check_finite(config)
+    check_values(config)
     check_schema(config, schema_path)
     check_names(config)
     base_dir = Path(base_dir)
