@@ -420,3 +420,24 @@ def test_stability_perfect_relation_and_single_seed():
     assert math.isnan(stab.set_index("method").loc["e", "stability_rank"])
     corr = stability_correlation(stab)
     assert corr.iloc[0].rho == pytest.approx(1.0) and corr.iloc[0].n_points == 4
+
+
+def test_predictions_are_checked_against_their_evaluation_record(tmp_path):
+    """A damaged predictions file is named with how to rebuild it, not read as data."""
+    import hashlib
+    import json
+
+    from lwob.errors import DataError
+    from lwob.stats import prediction_source
+
+    folder = tmp_path / "m" / "t" / "x"
+    folder.mkdir(parents=True)
+    parquet = folder / "seed0.predictions.parquet"
+    pd.DataFrame({"eval_set": ["origin"], "idx": [0], "correct": [1.0]}).to_parquet(parquet)
+    digest = hashlib.sha256(parquet.read_bytes()).hexdigest()
+    (folder / "seed0.json").write_text(json.dumps({"predictions_sha256": digest}))
+    load = prediction_source(tmp_path)
+    assert load("m", "t", "x", 0)["correct"].tolist() == [1.0]
+    parquet.write_bytes(parquet.read_bytes()[:-5])
+    with pytest.raises(DataError, match="seed0.predictions.parquet"):
+        load("m", "t", "x", 0)

@@ -292,8 +292,15 @@ _PRED_COLUMNS = ["eval_set", "idx", "correct", "label", "pred", "id", "original_
 
 
 def _read_predictions(path) -> pd.DataFrame:
+    """A run's per-example predictions, checked against the hash its evaluation record
+    (`seed<N>.json` beside them) holds, when there is one."""
     import pyarrow.parquet as pq
 
+    from .io import read_json, verify_sha256
+
+    record = Path(str(path).removesuffix(".predictions.parquet") + ".json")
+    if record.is_file():
+        verify_sha256(path, read_json(record).get("predictions_sha256"), output=record)
     names = pq.read_schema(path).names
     return pq.read_table(path, columns=[c for c in _PRED_COLUMNS if c in names]).to_pandas()
 
