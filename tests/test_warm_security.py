@@ -242,3 +242,15 @@ def test_another_checkout_of_the_same_code_gets_its_own_server(tmp_path, monkeyp
     monkeypatch.setattr(warm, "__file__", str(copy / "warm.py"))
     assert warm._source_hash() == code  # the same code...
     assert warm.socket_path() != here  # ...in another place: another server
+
+
+def test_job_writes_with_the_scripts_umask(server_socket, tmp_path, monkeypatch):
+    """The child takes the script's umask, not the server's: outputs get the same permissions
+    as in the job's own process."""
+    monkeypatch.setattr(warm, "socket_path", lambda: server_socket)
+    old = os.umask(0o027)
+    try:
+        warm.call("test_warm_security:write_environment", {"path": str(tmp_path / "env.json")}, None)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "env.json").stat().st_mode & 0o777 == 0o640

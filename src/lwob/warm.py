@@ -278,6 +278,7 @@ def call(target: str, kwargs: dict, log_path: str | os.PathLike | None) -> None:
         "kwargs": kwargs,
         "env": job_environment(),
         "cwd": os.getcwd(),
+        "umask": _current_umask(),
         "log": str(Path(log_path).resolve()) if log_path else None,
     }, where="request")
     path = socket_path()
@@ -295,6 +296,12 @@ def call(target: str, kwargs: dict, log_path: str | os.PathLike | None) -> None:
     if reply.get("interrupted"):
         raise KeyboardInterrupt
     raise JobFailed(reply["error"], input_error=bool(reply.get("input_error")))
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class _SignalForwarder:
@@ -409,7 +416,6 @@ def _start_server(path: Path) -> None:
 
 def serve(path: Path, idle: float = IDLE_SECONDS, preload: tuple[str, ...] | None = None) -> None:
     check_private_dir(path.parent)
-    os.umask(0o077)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for name in PRELOAD if preload is None else preload:
         try:
@@ -473,6 +479,7 @@ def _child(conn: socket.socket) -> int:
     finished = threading.Event()
     threading.Thread(target=_watch_client, args=(conn, finished), daemon=True).start()
     os.chdir(request["cwd"])
+    os.umask(request["umask"])  # the job's outputs get the permissions they get in its own process
     os.environ.clear()
     os.environ.update(request["env"])
     if request["log"]:
