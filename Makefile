@@ -5,7 +5,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 STAMP := $(VENV)/.installed-stamp
 DEMO := --profile profiles/local --configfile config/demo.yaml
 
-.PHONY: setup demo test test-fast report clean-demo
+.PHONY: setup demo test test-fast test-demo report clean-demo
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ test: setup
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -m "not slow"
+
+# The end-to-end tests on the full-size demo (make test runs them on the demo at CI size).
+test-demo: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider -m demo tests/test_demo_e2e.py
 
 clean-demo:
 	rm -rf results data resources logs .snakemake

@@ -1,6 +1,9 @@
 """The README's offline demo end to end, then the rerun semantics users rely on.
 
 Runs in a copy of the workflow so that touching a template does not touch the checkout.
+Every test runs on the demo at CI size (conftest.reduced_demo_config: the same studies,
+methods and tasks with fewer examples, epochs and seeds; `make test`) and on the full demo
+(`pytest -m demo`, about 16 minutes on an idle 2-core machine).
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, planned_jobs
+from conftest import REPO, load_config, planned_jobs, reduced_demo_config
 
 pytestmark = pytest.mark.slow
 
-DEMO = ["--profile", "profiles/local", "--configfile", "config/demo.yaml"]
+# The config the demo fixture ran (the full demo's or the CI-size one), in the copy.
+USED = "config/used.yaml"
+DEMO = ["--profile", "profiles/local", "--configfile", USED]
+SIZES = {"ci": reduced_demo_config, "full": lambda: load_config("demo.yaml")}
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 3600) -> subprocess.CompletedProcess:
@@ -30,13 +36,15 @@ def snakemake(workdir: Path, *args: str, timeout: int = 3600) -> subprocess.Comp
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("demo") / "repo"
+@pytest.fixture(scope="module", params=[pytest.param("ci"), pytest.param("full", marks=pytest.mark.demo)])
+def demo(request, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp(f"demo-{request.param}") / "repo"
     work.mkdir()
     for item in ["Snakefile", "rules", "workflow", "reports", "config", "src", "profiles", "slurm", "envs"]:
         src = REPO / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / item)
+    (work / USED).write_text(yaml.safe_dump(SIZES[request.param](), sort_keys=False))
+    (work / "SIZE").write_text(request.param)
     start = time.time()
     result = snakemake(work, "all", *DEMO)
     assert result.returncode == 0, result.stderr[-5000:]
@@ -53,7 +61,7 @@ def demo_runs(config: dict) -> list:
 
 
 def test_demo_outputs(demo):
-    cfg = yaml.safe_load((demo / "config/demo.yaml").read_text())
+    cfg = yaml.safe_load((demo / USED).read_text())
     tex = (demo / "results/tables/table3.tex").read_text()
     for method in ["FFT", "LoRA", "AdaLoRA", "Prefix", "IA3", "BitFit"]:
         assert f"({method})" in tex
@@ -67,9 +75,9 @@ def test_demo_outputs(demo):
     assert mean["adv"] < mean["origin"] - 0.02, mean
     assert mean["origin"] > 0.7, mean
     runs = pd.read_csv(demo / "results/runs.csv")
-    # Table 3 (3 seeds); Tables 4, 5 (2 seeds); Tables 9, 10 add top-1/3/6 on 2 + 1 tasks and
+    # Table 3 (the config's seeds); Tables 4, 5 (2 seeds); Tables 9, 10 add top-1/3/6 on 2 + 1 tasks and
     # the budget study LoRA r=64 (2 seeds).
-    assert len(runs) == len(demo_runs(cfg)) == 6 * 2 * 3 + (8 + 5) * 2 + 3 * 3 * 2 + 2
+    assert len(runs) == len(demo_runs(cfg)) == 6 * 2 * len(cfg["seeds"]) + (8 + 5) * 2 + 3 * 3 * 2 + 2
     assert (runs.filter(like="trainable").iloc[:, 0] > 0).all()
     studies = ["table3", "table4", "table5", "table9", "table10", "budget_squad"]
     for study in [*studies, "figure1"]:
@@ -95,7 +103,8 @@ def test_demo_qa_tables(demo):
         assert set(csv[csv.skipped.notna()]["column"]) == {"AAE", "AAC", "ANA"}
     summary = pd.read_csv(demo / "results/summary.csv")
     qa = summary[summary.task == "demo-squad"].set_index(["model", "method", "eval_set", "metric"])["mean"]
-    assert qa.loc[("minilm", "fft", "origin", "f1")] > 0.4
+    # Learned, not guessed (an untrained head scores near 0); the CI size trains on 200 questions.
+    assert qa.loc[("minilm", "fft", "origin", "f1")] > {"full": 0.4, "ci": 0.2}[(demo / "SIZE").read_text()]
     for model in ["minilm", "minilm-causal"]:
         for method in ["fft", "lora"]:
             for es in ["addsent", "addany"]:
@@ -113,7 +122,7 @@ def test_nothing_to_do_after_a_complete_run(demo):
 
 
 def test_learning_rate_change_reruns_only_that_method(demo):
-    config = yaml.safe_load((demo / "config/demo.yaml").read_text())
+    config = yaml.safe_load((demo / USED).read_text())
     config["methods"]["lora"]["training"]["lr"] = 1.0e-3
     changed = demo / "config/demo-lr.yaml"
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -121,7 +130,7 @@ def test_learning_rate_change_reruns_only_that_method(demo):
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
     n_lora = sum(r.method == "lora" for r in demo_runs(config))
-    assert n_lora == 3 * 2 + 2 * 2  # Table 3 (3 seeds x 2 tasks); Tables 4 and 5 (2 seeds each)
+    assert n_lora == len(config["seeds"]) * 2 + 2 * 2  # Table 3 (seeds x 2 tasks); Tables 4 and 5 (2 seeds each)
     assert jobs.get("train") == n_lora and jobs.get("evaluate") == n_lora, jobs
     assert "tokenize" not in jobs and "download" not in jobs
     out = result.stdout + result.stderr
@@ -186,7 +195,7 @@ def test_budget_studies_and_figure1(demo):
 
 
 def test_choosing_another_module_reruns_only_figure1(demo):
-    config = yaml.safe_load((demo / "config/demo.yaml").read_text())
+    config = yaml.safe_load((demo / USED).read_text())
     config["increments"]["module"] = "-2.attention.self.key"
     changed = demo / "config/demo-module.yaml"
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -215,9 +224,9 @@ def test_selection_on_validation_and_statistics(demo):
     comp = pd.read_csv(demo / "results/statistics/comparisons.csv")
     cls = comp[(comp.model == "minilm") & (comp.task == "demo-sst2")]
     assert set(cls.method) == {"lora", "adalora", "prefix", "ia3", "bitfit", "top1", "top3", "top6"}
-    seeds = yaml.safe_load((demo / "config/demo.yaml").read_text())["seeds"]
+    seeds = yaml.safe_load((demo / USED).read_text())["seeds"]
     three = cls[cls.method == "lora"]
-    assert len(seeds) == 3 and (three.n_seeds == len(seeds)).all() and three.p_t.between(0, 1).all()
+    assert len(seeds) >= 2 and (three.n_seeds == len(seeds)).all() and three.p_t.between(0, 1).all()
     assert (comp.p_t_holm.dropna() >= comp.p_t.dropna().loc[comp.p_t_holm.dropna().index] - 1e-12).all()
     assert (cls.boot_low <= cls.boot_diff).all() and (cls.boot_diff <= cls.boot_high).all()
     adv = cls[cls.kind == "adv"]
@@ -247,7 +256,7 @@ _ = publication_tools  # the session fixture, used by name below
 
 
 def _demo_studies(demo: Path) -> list[str]:
-    cfg = yaml.safe_load((demo / "config/demo.yaml").read_text())
+    cfg = yaml.safe_load((demo / USED).read_text())
     return [name for name, s in cfg["studies"].items() if s.get("enabled", True)]
 
 
