@@ -129,7 +129,9 @@ def test_overlapping_runs_of_one_target(tmp_path):
         shutil.rmtree(tmp_path / ".snakemake" / "locks", ignore_errors=True)  # what any other run's end does
 
         before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-        second = run_snakemake(tmp_path, TARGET, "--cores", "1", config=config, profile=None, timeout=300)
+        # --rerun-incomplete (as both profiles set): a job run 1 has under way is not what stops run 2.
+        second = run_snakemake(tmp_path, TARGET, "--cores", "1", "--rerun-incomplete", config=config, profile=None,
+                               timeout=300)
         assert second.returncode != 0
         refusal = [line for line in second.stderr.splitlines() if "is in use by" in line]
         assert len(refusal) == 1, second.stderr[-3000:]
