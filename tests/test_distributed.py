@@ -132,3 +132,29 @@ def test_two_process_run_preempted_with_sigterm_resumes(tokenized, tmp_path, met
     assert resumed["epochs"] == full["epochs"]
     wa, wb = load_file(tmp_path / "full" / "weights.safetensors"), load_file(cut / "weights.safetensors")
     assert wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa)
+
+
+@pytest.mark.slow
+def test_killed_job_stops_its_training_processes_before_they_write(tokenized, tmp_path):  # noqa: F811
+    """SIGKILL of the job process (a Ctrl-C'd or cancelled job without the warm worker): the
+    launcher dies with it and the training processes, in sessions of their own, stop as if
+    preempted (a checkpoint, no outputs) instead of training on and writing over a later run."""
+    import psutil
+
+    out = tmp_path / "run"
+    spec = tmp_path / "spec.json"
+    hp = {"processes": 2, "parallel": "ddp", "epochs": 50}
+    spec.write_text(json.dumps(_kwargs(tokenized, out, "fft", {}, hp, checkpoint_minutes=1e-6)))
+    code = "import json,sys; from lwob.training import train_run; train_run(**json.load(open(sys.argv[1])))"
+    job = subprocess.Popen([sys.executable, "-c", code, str(spec)], env=os.environ.copy())
+    deadline = time.monotonic() + 300
+    while not (out / checkpoint.FILENAME).exists():  # training is under way
+        assert job.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+        time.sleep(0.2)
+    spawned = psutil.Process(job.pid).children(recursive=True)
+    assert len(spawned) >= 3  # torch.distributed.run and its two workers
+    job.kill()
+    job.wait()
+    gone, alive = psutil.wait_procs(spawned, timeout=120)
+    assert not alive, [p.pid for p in alive]
+    assert not (out / "train.json").exists() and not (out / "weights.safetensors").exists()

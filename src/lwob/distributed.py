@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +202,7 @@ def launch(processes: int, train_kwargs: dict, threads: int | None) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
            "-m", "lwob.distributed", str(spec)]
     print("launch:", " ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, env=env, stdout=sys.stdout, stderr=sys.stderr)
+    proc = subprocess.Popen(cmd, env=env, stdout=sys.stdout, stderr=sys.stderr, preexec_fn=_die_with_parent)
     forwarded: dict = {}
 
     def forward(signum, frame):
@@ -223,9 +224,38 @@ def launch(processes: int, train_kwargs: dict, threads: int | None) -> dict:
     return read_json(out_dir / "train.json")
 
 
+def _die_with_parent() -> None:
+    """In the launcher's child (torch.distributed.run): SIGKILL when the job process dies,
+    however it dies (Linux; elsewhere the workers' own watch below still stops them)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop_when_orphaned(poll_s: float = 1.0) -> None:
+    """A worker whose launcher is gone (the job was killed) stops as if preempted: SIGTERM to
+    itself, so it saves a checkpoint and exits without writing the run's outputs. Killed jobs
+    must not train on and later overwrite a newer run's results. torch.distributed.run starts
+    its workers in sessions of their own, so a kill of the job's process group misses them."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="lwob-orphan-watch", daemon=True).start()
+
+
 def _worker(spec_path: str) -> None:
     from .training import train_run
 
+    _stop_when_orphaned()
     kwargs = json.loads(Path(spec_path).read_text())
     train_run(**kwargs)
 
