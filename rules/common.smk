@@ -10,6 +10,7 @@ sys.path.insert(0, str(REPO / "src"))  # the package from this checkout
 
 from lwob import config as cfg
 from lwob import dependencies as deps
+from lwob import resource_study
 from lwob.errors import ConfigError, DataError
 
 
@@ -17,6 +18,7 @@ try:
     # Snakemake's YAML loader keeps the last of two equal keys: re-read its files strictly.
     cfg.check_config_files([*workflow.overwrite_configfiles, *workflow.configfiles])
     cfg.validate(config, REPO / "config/schemas/config.schema.yaml", base_dir=".")
+    resource_study.check_config(config)
 except (ConfigError, DataError) as err:
     # One clear message, no traceback, before any job runs.
     sys.stderr.write(f"\nConfiguration error: {err}\n\n")

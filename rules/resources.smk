@@ -6,11 +6,7 @@ import functools
 
 from lwob import resource_study as rs
 
-try:
-    RESOURCE_STUDY = rs.check_config(config)
-except ConfigError as err:
-    sys.stderr.write(f"\nConfiguration error: {err}\n\n")
-    sys.exit(1)
+RESOURCE_STUDY = rs.section(config)  # checked with the rest of the config (rules/common.smk)
 RESOURCE_RUNS = rs.study_runs(config) if RESOURCE_STUDY else []
 
 # Reading JSON records and drawing: on the submit host, like the other tables.
