@@ -70,6 +70,15 @@ def subsample(n: int, k: int, seed: int = DATA_SEED) -> np.ndarray:
     return np.sort(rng.choice(n, size=k, replace=False))
 
 
+def _at_most(frame, max_examples, key: str):
+    """`frame` cut to a fixed subsample of `max_examples` rows (`key`: the config key), or whole."""
+    if max_examples is None:
+        return frame
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        raise ConfigError(f"{key}: expected a positive integer, got {max_examples!r}")
+    return frame.iloc[subsample(len(frame), max_examples)].reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- helpers
 
 def _raw_dir(task_name: str, key: str, dataset: str, raw_dirs: dict) -> Path:
@@ -180,25 +189,16 @@ def prepare_task(task_name: str, task: dict, raw_dirs: dict[str, Path], tokenize
         val_df = _load_split(task_name, "validation", val_spec, raw_dirs, manifests)
         where = f"task {task_name!r}, part 'validation' (dataset {val_ref['dataset']!r}, split {val_ref['split']!r})"
         kind.check_frame(val_df, task, where, task_name)
-        val_max = val_spec.get("max_examples")
-        if val_max is not None:
-            # validated every epoch: a fixed subsample (the data seed, not the run's), so every
-            # method and seed picks its best epoch on the same examples
-            if isinstance(val_max, bool) or not isinstance(val_max, int) or val_max < 1:
-                raise ConfigError(f"tasks.{task_name}.validation.max_examples: expected a positive integer, "
-                                  f"got {val_max!r}")
-            val_df = val_df.iloc[subsample(len(val_df), val_max)].reset_index(drop=True)
-            val_ref["max_examples"] = val_max
+        # validated every epoch: a fixed subsample (the data seed, not the run's), so every
+        # method and seed picks its best epoch on the same examples
+        val_df = _at_most(val_df, val_spec.get("max_examples"), f"tasks.{task_name}.validation.max_examples")
+        if val_spec.get("max_examples") is not None:
+            val_ref["max_examples"] = val_spec["max_examples"]
     else:
         raise ConfigError(f"tasks.{task_name}.validation: expected {{holdout: frac}} or {{dataset, split}}, "
                           f"got {val_spec!r}")
 
-    max_examples = train_ref.get("max_examples")
-    if max_examples is not None:
-        if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
-            raise ConfigError(f"tasks.{task_name}.train.max_examples: expected a positive integer, "
-                              f"got {max_examples!r}")
-        train_df = train_df.iloc[subsample(len(train_df), max_examples)].reset_index(drop=True)
+    train_df = _at_most(train_df, train_ref.get("max_examples"), f"tasks.{task_name}.train.max_examples")
 
     tokenizer, pad = _load_tokenizer(task_name, Path(tokenizer_path), model_name)
     out_dir = Path(out_dir)
