@@ -50,8 +50,8 @@ rule table:
     log:
         "logs/table/{study}.log",
     params:
-        study=lambda wc: STUDIES[wc.study],
-        skipped=lambda wc: {t: SKIPPED[t] for t in STUDIES[wc.study]["tasks"] if t in SKIPPED},
+        study=study_spec,
+        skipped=study_skipped_sets,
         shown=PRESENTATION,
         code=deps.code_of("table"),
     conda:
@@ -91,7 +91,7 @@ rule paper_table:
     log:
         "logs/paper_table/{study}.log",
     params:
-        study=lambda wc: STUDIES[wc.study],
+        study=study_spec,
         note=config.get("reference_note"),
         code=deps.code_of("paper_table"),
     conda:
@@ -103,14 +103,14 @@ rule paper_table:
 rule figure:
     input:
         metrics="results/metrics.csv",
-        runs=lambda wc: ["results/runs.csv"] if STUDIES[wc.study].get("figure") == "budget" else [],
+        runs=figure_runs_input,
     output:
         pdf="results/figures/{study}.pdf",
         png=report("results/figures/{study}.png", caption="../reports/captions/figure.rst", category="Figures", subcategory="{study}"),
     log:
         "logs/figure/{study}.log",
     params:
-        study=lambda wc: STUDIES[wc.study],
+        study=study_spec,
         shown=PRESENTATION,
         code=deps.code_of("figure"),
     conda:

@@ -16,10 +16,7 @@ rule increments:
         code=deps.code_of("increments"),
     threads: threads_of
     resources:
-        mem_mb=job_resource("mem_mb"),
-        runtime=job_resource("runtime"),
-        cpus_per_task=job_resource("cpus"),
-        **slurm_placement("cpu"),
+        **cpu_job_resources(),
     conda:
         "../envs/train.yaml"
     script:
@@ -35,14 +32,11 @@ rule increment_module:
         "logs/increments/figure1/{model}/{task}/{method}/seed{seed}.log",
     params:
         method=run_method,
-        module=lambda wc: cfg.increment_selector(config, wc.method),
+        module=increment_selector,
         code=deps.code_of("increments"),
     threads: threads_of
     resources:
-        mem_mb=job_resource("mem_mb"),
-        runtime=job_resource("runtime"),
-        cpus_per_task=job_resource("cpus"),
-        **slurm_placement("cpu"),
+        **cpu_job_resources(),
     conda:
         "../envs/train.yaml"
     script:

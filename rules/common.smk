@@ -246,6 +246,20 @@ def slurm_placement(partition_kind):
     return cfg.slurm_resources(config, partition_kind)
 
 
+def gpu_job_resources(per_run=False):
+    """The resources of a job on the GPU partition (training, evaluation, probes): the model's
+    memory, runtime, CPUs and GPUs (per_run: times the run's processes), and its placement."""
+    names = {"mem_mb": "mem_mb", "runtime": "runtime", "cpus_per_task": "cpus", "gpu": "gpus", "gpu_model": "gpu_model"}
+    return {key: job_resource(name, per_run=per_run) for key, name in names.items()} | slurm_placement("gpu")
+
+
+def cpu_job_resources():
+    """The resources of a per-run job on the CPU partition (weight analysis): the model's memory,
+    runtime and CPUs, no GPU."""
+    names = {"mem_mb": "mem_mb", "runtime": "runtime", "cpus_per_task": "cpus"}
+    return {key: job_resource(name) for key, name in names.items()} | slurm_placement("cpu")
+
+
 @per_job
 def threads_of(wildcards):
     return cfg.run_resources(config, wildcards.model)["cpus"]
@@ -261,3 +275,36 @@ def train_threads(wildcards):
 def reference_input(wildcards):
     """The paper's numbers, when the config names them (an input: editing them reruns tables)."""
     return [config["reference"]] if config.get("reference") else []
+
+
+@per_job
+def study_spec(wildcards):
+    return STUDIES[wildcards.study]
+
+
+@per_job
+def study_skipped_sets(wildcards):
+    """The study's eval sets skipped for an absent optional dataset (flagged in its table)."""
+    return {t: SKIPPED[t] for t in STUDIES[wildcards.study]["tasks"] if t in SKIPPED}
+
+
+@per_job
+def figure_runs_input(wildcards):
+    """A budget figure plots against trainable parameters, read from runs.csv."""
+    return ["results/runs.csv"] if STUDIES[wildcards.study].get("figure") == "budget" else []
+
+
+@per_job
+def increment_selector(wildcards):
+    return cfg.increment_selector(config, wildcards.method)
+
+
+@per_job
+def probe_spec(wildcards):
+    return resource_study.probe_spec(config, wildcards.model, wildcards.method)
+
+
+@per_job
+def grid_cells(wildcards):
+    """cell id -> the grid cell's settings, of the (model, task, method) being selected."""
+    return {cfg.cell_id(c): c for c in cfg.selection_grid(config, wildcards.model, wildcards.task, wildcards.method)}

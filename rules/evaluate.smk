@@ -19,12 +19,7 @@ rule evaluate:
         code=deps.code_of("evaluate"),
     threads: threads_of
     resources:
-        mem_mb=job_resource("mem_mb"),
-        runtime=job_resource("runtime"),
-        cpus_per_task=job_resource("cpus"),
-        gpu=job_resource("gpus"),
-        gpu_model=job_resource("gpu_model"),
-        **slurm_placement("gpu"),
+        **gpu_job_resources(),
     conda:
         "../envs/train.yaml"
     script:

@@ -30,16 +30,11 @@ rule resource_probe:
         "logs/benchmarks/resources/probe/{model}/{method}.tsv"
     params:
         method=run_method,
-        spec=lambda wc: rs.probe_spec(config, wc.model, wc.method),
+        spec=probe_spec,
         code=deps.code_of("resource_probe"),
     threads: threads_of
     resources:
-        mem_mb=job_resource("mem_mb"),
-        runtime=job_resource("runtime"),
-        cpus_per_task=job_resource("cpus"),
-        gpu=job_resource("gpus"),
-        gpu_model=job_resource("gpu_model"),
-        **slurm_placement("gpu"),
+        **gpu_job_resources(),
     conda:
         "../envs/train.yaml"
     script:

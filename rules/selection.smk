@@ -22,12 +22,7 @@ rule train_cell:
         code=deps.code_of("train"),
     threads: train_threads
     resources:
-        mem_mb=job_resource("mem_mb", per_run=True),
-        runtime=job_resource("runtime", per_run=True),
-        cpus_per_task=job_resource("cpus", per_run=True),
-        gpu=job_resource("gpus", per_run=True),
-        gpu_model=job_resource("gpu_model", per_run=True),
-        **slurm_placement("gpu"),
+        **gpu_job_resources(per_run=True),
     conda:
         "../envs/train.yaml"
     script:
@@ -42,7 +37,7 @@ rule select:
     log:
         "logs/select/{model}/{task}/{method}.log",
     params:
-        cells=lambda wc: {cfg.cell_id(c): c for c in cfg.selection_grid(config, wc.model, wc.task, wc.method)},
+        cells=grid_cells,
         code=deps.code_of("select"),
     conda:
         "../envs/report.yaml"

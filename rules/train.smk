@@ -22,12 +22,7 @@ rule train:
         code=deps.code_of("train"),
     threads: train_threads
     resources:
-        mem_mb=job_resource("mem_mb", per_run=True),
-        runtime=job_resource("runtime", per_run=True),
-        cpus_per_task=job_resource("cpus", per_run=True),
-        gpu=job_resource("gpus", per_run=True),
-        gpu_model=job_resource("gpu_model", per_run=True),
-        **slurm_placement("gpu"),
+        **gpu_job_resources(per_run=True),
     conda:
         "../envs/train.yaml"
     script:
