@@ -121,11 +121,13 @@ def test_overlapping_runs_of_one_target(tmp_path):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            TARGET, "--cores", "1", "--configfile", str(tmp_path / "test-config.yaml")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Its own process group, so that run 1 and the job it has under way are frozen together.
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
     lock = tmp_path / ".snakemake" / "lwob-run.lock"
     try:
         _wait_for_holder(lock, first.pid, first)
-        os.kill(first.pid, signal.SIGSTOP)  # run 1 stays mid-run, holding the lock, for as long as needed
+        os.killpg(first.pid, signal.SIGSTOP)  # run 1 stays mid-run, holding the lock, for as long as needed
         shutil.rmtree(tmp_path / ".snakemake" / "locks", ignore_errors=True)  # what any other run's end does
 
         before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
@@ -148,7 +150,7 @@ def test_overlapping_runs_of_one_target(tmp_path):
             assert other.returncode == 0, (args, other.stderr[-3000:])
             assert "is in use by" not in other.stderr, args
     finally:
-        os.kill(first.pid, signal.SIGCONT)
+        os.killpg(first.pid, signal.SIGCONT)
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out[-3000:]
     assert (tmp_path / TARGET).is_file()
