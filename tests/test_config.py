@@ -160,10 +160,12 @@ def test_typo_in_top_level_key(demo_config):
         validate(demo_config)
 
 
-def test_code_version_changes_with_source(tmp_path):
-    a = cfg.code_version("config")
-    assert len(a) == 16 and a == cfg.code_version("config")
-    assert a != cfg.code_version("io")
+def test_code_hash_of_a_job_script_is_stable_and_differs_between_scripts():
+    from lwob import dependencies as deps
+
+    a = deps.code_of("table")
+    assert len(a) == 16 and a == deps.code_of("table")
+    assert a != deps.code_of("aggregate")
 
 
 def test_placement_environment_overrides(monkeypatch, paper_config):

@@ -10,14 +10,12 @@ file or value at fault, before any job runs.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import itertools
 import json
 import math
 import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -734,25 +732,3 @@ def slurm_resources(config: dict, partition_kind: str) -> dict:
         "qos": where["qos"],
     }
     return {k: v for k, v in wanted.items() if v}
-
-
-# --------------------------------------------------------------------------- code versions
-
-
-@lru_cache(maxsize=None)
-def code_version(*modules: str) -> str:
-    """Hash of the package source a rule depends on.
-
-    Snakemake's code trigger only sees a rule's own script; putting this hash in a rule's
-    params makes a change in the package code rerun exactly the rules that use it.
-    `modules` are names relative to the package ("training", "methods", "data.demo").
-    """
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for mod in sorted(modules):
-        target = root.joinpath(*mod.split("."))
-        files = sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
-        for f in files:
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
