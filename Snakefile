@@ -28,8 +28,9 @@ include: "rules/resources.smk"
 
 # The report's text (reports/workflow.rst, the captions) inserts config strings only through
 # the `rst` and `rst_literal` filters, which escape them for reStructuredText.
-from lwob.escaping import register_report_helpers
-from lwob import failures, runlock
+from lwob.report.escaping import register_report_helpers
+from lwob.report import failures
+from lwob.plan import runlock
 
 register_report_helpers()
 FAILURE_CONTEXT = dict(runs=RUNS, studies=STUDIES, config=config, skipped=SKIPPED,

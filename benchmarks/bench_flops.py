@@ -8,8 +8,8 @@
    batch --batch x length --seq random tokens (no padding), of a RoBERTa-base-shaped model
    with random weights (BertConfig: 12 layers, hidden 768, 12 heads, FFN 3072, vocab 30522,
    saved with the demo model's tokenizer so lwob's loader reads it), built the way lwob
-   trains it: ``lwob.training.build_run_model`` (method fft or lora with the demo config's
-   options), ``lwob.training.make_optimizer`` (fused AdamW), ``lwob.fastpath.FastPath``
+   trains it: ``lwob.run.training.build_run_model`` (method fft or lora with the demo config's
+   options), ``lwob.run.training.make_optimizer`` (fused AdamW), ``lwob.run.fastpath.FastPath``
    (``autocast`` around forward + loss, ``prepare`` = torch.compile), the loop's
    ``clip_grad_norm_(foreach=True)`` and ``zero_grad(set_to_none=True)``.
 
@@ -69,8 +69,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 import torch  # noqa: E402
 
-import lwob.training as lt  # noqa: E402
-from lwob.fastpath import FastPath  # noqa: E402
+import lwob.run.training as lt  # noqa: E402
+from lwob.run.fastpath import FastPath  # noqa: E402
 
 #: RoBERTa-base's shape (BERT-base is the same apart from vocab / positions / type vocab).
 BASE_SHAPE = dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
@@ -231,7 +231,7 @@ def run_variant(name: str, model_dir: Path, args, meta: dict) -> dict:
             trainable = [p for p in model.parameters() if p.requires_grad]
             optimizer = lt.make_optimizer(model, hp, device)
 
-            def step():  # what lwob.training.train_run does per batch
+            def step():  # what lwob.run.training.train_run does per batch
                 with fast.autocast(device):
                     loss = core(**batch, labels=labels).loss
                 loss.backward()

@@ -3,7 +3,7 @@
 
 For each fine-tuning method (options and learning rates from config/demo.yaml) both trainers
 do exactly the same work: the same tokenized demo-sst2 train/validation parts, the same model
-built by ``lwob.training.build_run_model`` (so the method is identical), the same epochs,
+built by ``lwob.run.training.build_run_model`` (so the method is identical), the same epochs,
 batch size, lr, warmup, weight decay, max grad norm, seed and torch threads, with an
 evaluation on the validation part after every epoch.
 
@@ -30,7 +30,7 @@ Throughput definition (identical for both)::
     samples/s = train_examples * epochs / (wall time of the training loop, per-epoch validation included)
 
 * lwob: ``train.json``'s ``train_time_s`` (the epoch loops) + the time spent in the
-  per-epoch validation (``lwob.training.predict``, timed by wrapping it). train.json's own
+  per-epoch validation (``lwob.run.training.predict``, timed by wrapping it). train.json's own
   ``train_samples_per_s`` excludes validation; it is reported too (``ours_train_only``).
 * Trainer: ``on_train_begin`` -> ``on_train_end`` (callback), which contains the epoch loops
   and the per-epoch ``evaluate()``; ``evaluate()`` is timed separately so a training-only
@@ -72,7 +72,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-import lwob.training as lt  # noqa: E402
+import lwob.run.training as lt  # noqa: E402
 
 ALL_METHODS = ["fft", "lora", "adalora", "prefix", "ia3", "bitfit"]
 #: --model -> (default n_train, default epochs)

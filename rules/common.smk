@@ -8,9 +8,9 @@ from pathlib import Path
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "src"))  # the package from this checkout
 
-from lwob import config as cfg
-from lwob import dependencies as deps
-from lwob import resource_study
+from lwob.plan import config as cfg
+from lwob.plan import dependencies as deps
+from lwob.analysis import resource_study
 from lwob.errors import ConfigError, DataError
 
 
@@ -32,7 +32,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in [str(REPO / "src"), os.e
 # attempt and resources, never hold a job back, and their batch scripts survive SIGTERM so
 # that training can save a checkpoint (docs/CLUSTER.md, "Array jobs", "Preemption").
 if "snakemake_executor_plugin_slurm" in sys.modules:
-    from lwob.slurm import patch_plugin
+    from lwob.plan.slurm import patch_plugin
 
     if not patch_plugin(sys.modules["snakemake_executor_plugin_slurm"]):
         sys.stderr.write("Warning: unknown SLURM executor plugin version: array jobs may mix resources"

@@ -1,10 +1,10 @@
-# Resource study (lwob.resource_study): per model and method, parameters, peak memory and
+# Resource study (lwob.analysis.resource_study): per model and method, parameters, peak memory and
 # throughput at a fixed setting (the paper's Table 7: batch 8, length 512; one probe job
 # each, asking for the model's resources like training) and in the finished training runs;
 # one table and one figure. Only with a `resource_study` section in the config.
 import functools
 
-from lwob import resource_study as rs
+from lwob.analysis import resource_study as rs
 
 RESOURCE_STUDY = rs.section(config)  # checked with the rest of the config (rules/common.smk)
 RESOURCE_RUNS = rs.study_runs(config) if RESOURCE_STUDY else []

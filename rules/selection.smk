@@ -1,4 +1,4 @@
-# Hyperparameter selection on the validation set (config `selection`, lwob.selection):
+# Hyperparameter selection on the validation set (config `selection`, lwob.analysis.selection):
 # each grid cell of a selected (model, task, method) trains with the selection seeds,
 # `select` keeps the cell with the best mean validation score, and the study's runs of that
 # triple train with it (rules/train.smk reads chosen.json).

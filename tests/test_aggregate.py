@@ -1,4 +1,4 @@
-"""lwob.aggregate: tidy metrics, summary over seeds (mean/std/CI) and the per-run table."""
+"""lwob.analysis.aggregate: tidy metrics, summary over seeds (mean/std/CI) and the per-run table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lwob.aggregate import collect, write_all
+from lwob.analysis.aggregate import collect, write_all
 
 from conftest import SYNTHETIC_TASKS
 

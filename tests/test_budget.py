@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lwob import config as cfg
-from lwob.figures import budget_data, budget_figure
-from lwob.tables import study_table
+from lwob.plan import config as cfg
+from lwob.report.figures import budget_data, budget_figure
+from lwob.report.tables import study_table
 
 from conftest import REPO, SYNTHETIC_TASKS
 from test_figures import MODELS_CFG, TASKS, metrics_frame

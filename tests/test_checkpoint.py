@@ -9,7 +9,7 @@ import signal
 import pytest
 from safetensors.torch import load_file
 
-from lwob import checkpoint, training
+from lwob.run import checkpoint, training
 
 from test_training import HP, _train, tokenized  # noqa: F401 - the tokenized fixture
 

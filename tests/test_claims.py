@@ -1,4 +1,4 @@
-"""lwob.claims: each claim's verdict on synthetic results with known answers; the CSV and HTML page."""
+"""lwob.analysis.claims: each claim's verdict on synthetic results with known answers; the CSV and HTML page."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lwob.claims import CLAIM_COLUMNS, CLAIMS, STATUSES, evaluate_claims, write_claims
+from lwob.analysis.claims import CLAIM_COLUMNS, CLAIMS, STATUSES, evaluate_claims, write_claims
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "reports" / "templates" / "claims.html.j2"

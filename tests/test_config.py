@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lwob import config as cfg
+from lwob.plan import config as cfg
 from lwob.errors import ConfigError
 
 from conftest import REPO
@@ -161,7 +161,7 @@ def test_typo_in_top_level_key(demo_config):
 
 
 def test_code_hash_of_a_job_script_is_stable_and_differs_between_scripts():
-    from lwob import dependencies as deps
+    from lwob.plan import dependencies as deps
 
     a = deps.code_of("table")
     assert len(a) == 16 and a == deps.code_of("table")

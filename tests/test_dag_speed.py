@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from lwob import config as cfg
+from lwob.plan import config as cfg
 from lwob.errors import ConfigError
 
 from conftest import REPO
@@ -56,11 +56,11 @@ def test_a_config_change_in_the_same_process_is_seen(demo_config):
 
 
 def test_config_time_parallel_check_matches_training(paper_config):
-    """config.check_parallel (planning, from the config) and lwob.distributed.check (at run
+    """config.check_parallel (planning, from the config) and lwob.run.distributed.check (at run
     time, from the resolved settings) accept and refuse the same runs, with the same message."""
     pytest.importorskip("torch")
     from lwob import methods as registry
-    from lwob.distributed import check
+    from lwob.run.distributed import check
 
     for method in paper_config["methods"]:
         cls = cfg.method_class(paper_config, method)

@@ -55,7 +55,7 @@ def demo(request, tmp_path_factory) -> Path:
 
 
 def demo_runs(config: dict) -> list:
-    from lwob import config as cfg
+    from lwob.plan import config as cfg
 
     return cfg.runs(config)
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lwob import checkpoint
-from lwob.distributed import Parallel
+from lwob.run import checkpoint
+from lwob.run.distributed import Parallel
 
 from conftest import REPO
 from test_training import HP, MINILM, RUN_ID, tokenized  # noqa: F401 - the tokenized fixture
@@ -42,7 +42,7 @@ def _kwargs(tokenized, out, method, options, hp, seed=3, checkpoint_minutes=None
 
 
 def _train(tokenized, out, method, options, hp):
-    from lwob.training import train_run
+    from lwob.run.launch import train as train_run
 
     return train_run(**_kwargs(tokenized, out, method, options, hp))
 
@@ -73,7 +73,7 @@ def test_two_processes_match_one(tokenized, tmp_path, method, options, parallel)
 
 
 def test_fsdp_refuses_a_method_that_reads_whole_matrices(tokenized, tmp_path, paper_config):  # noqa: F811
-    from lwob import config as cfg
+    from lwob.plan import config as cfg
     from lwob.errors import ConfigError
 
     with pytest.raises(ConfigError, match="adalora.*FSDP"):
@@ -85,7 +85,7 @@ def test_fsdp_refuses_a_method_that_reads_whole_matrices(tokenized, tmp_path, pa
 
 
 def test_a_multi_process_run_asks_for_resources_per_process(paper_config):
-    from lwob import config as cfg
+    from lwob.plan import config as cfg
 
     one = cfg.train_resources(paper_config, "opt-13b", "squad-1k", "lora")
     fft = cfg.train_resources(paper_config, "opt-13b", "squad-1k", "fft")
@@ -117,7 +117,7 @@ def test_two_process_run_preempted_with_sigterm_resumes(tokenized, tmp_path, met
     spec = tmp_path / "spec.json"
     # Checkpoint after every step, so a checkpoint exists to resume from when SIGTERM comes.
     spec.write_text(json.dumps(_kwargs(tokenized, cut, method, options, hp, checkpoint_minutes=1e-6)))
-    code = "import json,sys; from lwob.training import train_run; train_run(**json.load(open(sys.argv[1])))"
+    code = "import json,sys; from lwob.run.launch import train; train(**json.load(open(sys.argv[1])))"
     proc = subprocess.Popen([sys.executable, "-c", code, str(spec)], env=os.environ.copy())
     deadline = time.monotonic() + 300
     while not (cut / checkpoint.FILENAME).exists():
@@ -145,7 +145,7 @@ def test_killed_job_stops_its_training_processes_before_they_write(tokenized, tm
     spec = tmp_path / "spec.json"
     hp = {"processes": 2, "parallel": "ddp", "epochs": 50}
     spec.write_text(json.dumps(_kwargs(tokenized, out, "fft", {}, hp, checkpoint_minutes=1e-6)))
-    code = "import json,sys; from lwob.training import train_run; train_run(**json.load(open(sys.argv[1])))"
+    code = "import json,sys; from lwob.run.launch import train; train(**json.load(open(sys.argv[1])))"
     job = subprocess.Popen([sys.executable, "-c", code, str(spec)], env=os.environ.copy())
     deadline = time.monotonic() + 300
     while not (out / checkpoint.FILENAME).exists():  # training is under way

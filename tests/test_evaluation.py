@@ -15,7 +15,7 @@ from test_training import MINILM, eval_parts, write_tokenized  # noqa: E402
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from lwob.training import train_run
+    from lwob.run.training import train_run
 
     root = tmp_path_factory.mktemp("eval")
     tok = write_tokenized(root / "tok", {"train": 40, "validation": 16, "origin": 24, "adv": 18},
@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
 def test_evaluate_writes_record_and_predictions(trained, tmp_path):
     import pandas as pd
 
-    from lwob.evaluation import evaluate_run
+    from lwob.run.evaluation import evaluate_run
 
     tok, run_dir, opts = trained
     rec = evaluate_run(model_dir=MINILM, tokenized_dir=tok, run_dir=run_dir, method_type="prefix",
@@ -67,7 +67,7 @@ def test_evaluate_writes_record_and_predictions(trained, tmp_path):
 def test_evaluate_is_independent_of_batch_size_and_matches_validation(trained, tmp_path):
     import pandas as pd
 
-    from lwob.evaluation import evaluate_run
+    from lwob.run.evaluation import evaluate_run
 
     import shutil
 
@@ -103,7 +103,7 @@ def test_evaluate_is_independent_of_batch_size_and_matches_validation(trained, t
 
 
 def test_evaluate_rejects_wrong_method(trained, tmp_path):
-    from lwob.evaluation import evaluate_run
+    from lwob.run.evaluation import evaluate_run
 
     tok, run_dir, _ = trained
     with pytest.raises(ValueError, match="does not match"):
@@ -187,7 +187,7 @@ def test_load_for_task_is_quiet(capfd):
 def test_provenance_is_cheap_and_complete():
     import torch  # noqa: F401  (a training job has it loaded)
 
-    from lwob import provenance
+    from lwob.run import provenance
 
     provenance.collect()
     t = time.perf_counter()
@@ -204,7 +204,7 @@ def test_provenance_is_cheap_and_complete():
 
 
 def _evaluate(tok, run_dir, opts, out):
-    from lwob.evaluation import evaluate_run
+    from lwob.run.evaluation import evaluate_run
 
     return evaluate_run(model_dir=MINILM, tokenized_dir=tok, run_dir=run_dir, method_type="prefix",
                         method_options=opts, eval_parts=eval_parts(tok, "origin", "adv"), out_json=out / "seed42.json",
@@ -229,7 +229,7 @@ def test_truncated_run_output_is_named_with_how_to_rebuild(trained, tmp_path, da
     import shutil
 
     from lwob.errors import DataError
-    from lwob.increments import write_run_increments
+    from lwob.analysis.increments import write_run_increments
 
     tok, run_dir, opts = trained
     run = tmp_path / "run"

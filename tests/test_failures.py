@@ -1,4 +1,4 @@
-"""lwob.failures: failed jobs are recorded and shown ("err") instead of vanishing, and a
+"""lwob.report.failures: failed jobs are recorded and shown ("err") instead of vanishing, and a
 failed run is still retried by the next run."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SYNTHETIC_TASKS, load_config, planned_jobs, run_snakemake
-from lwob import failures
-from lwob.config import Run
+from lwob.report import failures
+from lwob.plan.config import Run
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "reports" / "templates" / "robustness_table.tex.j2"
 

@@ -1,4 +1,4 @@
-"""The fast path's switches (lwob.fastpath): resolved per device, recorded, reused by evaluation."""
+"""The fast path's switches (lwob.run.fastpath): resolved per device, recorded, reused by evaluation."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lwob import fastpath
+from lwob.run import fastpath
 from lwob.errors import ConfigError
-from lwob.fastpath import FastPath
-from lwob.training import make_optimizer, resolve_hyperparameters
+from lwob.run.fastpath import FastPath
+from lwob.run.training import make_optimizer, resolve_hyperparameters
 
 from test_training import HP, _train, tokenized  # noqa: F401 - the tokenized fixture
 
@@ -89,7 +89,7 @@ def test_evaluation_scores_at_the_recorded_precision(tokenized, tmp_path):  # no
     validation part scored as an eval set gives exactly the validation score training saw."""
     import shutil
 
-    from lwob.evaluation import evaluate_run
+    from lwob.run.evaluation import evaluate_run
     from lwob.io import write_json
     from test_training import MINILM
 

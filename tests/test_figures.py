@@ -1,4 +1,4 @@
-"""lwob.figures: the Origin-vs-Adv figure (valid, deterministic PDF/PNG; 1 seed; missing runs)."""
+"""lwob.report.figures: the Origin-vs-Adv figure (valid, deterministic PDF/PNG; 1 seed; missing runs)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from lwob.figures import figure_data, origin_vs_adv
+from lwob.report.figures import figure_data, origin_vs_adv
 
 from conftest import SYNTHETIC_TASKS
 

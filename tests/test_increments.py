@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lwob import increments as inc  # noqa: E402
+from lwob.analysis import increments as inc  # noqa: E402
 from lwob import methods  # noqa: E402
 
 META = {"num_labels": 2, "max_length": 16}
@@ -39,7 +39,7 @@ def _base_state(model_dir) -> dict:
 
 
 def _build(model_dir, method, seed=3, total_steps=40):
-    from lwob.training import build_run_model
+    from lwob.run.training import build_run_model
 
     model, *_ = build_run_model(model_dir=model_dir, meta=META, method_type=method,
                                 method_options=OPTIONS.get(method, {}), seed=seed, total_steps=total_steps)

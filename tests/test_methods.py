@@ -131,7 +131,7 @@ MODELS = {
 
 def _build(model_dir, method, options=None, total_steps=40, max_length=16, seed=0):
     from lwob.models import model_info_from_dir
-    from lwob.training import build_run_model
+    from lwob.run.training import build_run_model
 
     meta = {"num_labels": 2, "max_length": max_length}
     model, cls, opts, ctx, base_total = build_run_model(model_dir=model_dir, meta=meta, method_type=method,

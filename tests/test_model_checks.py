@@ -8,8 +8,8 @@ import copy
 
 import pytest
 
-from lwob import config as cfg
-from lwob import dependencies as deps
+from lwob.plan import config as cfg
+from lwob.plan import dependencies as deps
 from lwob.errors import ConfigError
 from lwob.io import read_json
 from lwob.models import write_model_record

@@ -9,11 +9,11 @@ otherwise; the tests using it are marked slow). The helpers here (`latex_documen
 tests (tests/test_demo_e2e.py), which compile every table of a full demo run and open its
 report.
 
-Here: a table of every layout (lwob.tables.LAYOUTS) rendered from small synthetic summaries
+Here: a table of every layout (lwob.report.tables.LAYOUTS) rendered from small synthetic summaries
 with special characters in every name, "n/s" and "--" cells, omitted-row notes and bold best
 cells, compiled in a standalone wrapper; self-checks that a broken table and a page with a
 JavaScript error are caught; and that every figure colours and names a method alike
-(lwob.figures.method_color, lwob.tables.method_display).
+(lwob.report.figures.method_color, lwob.report.tables.method_display).
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def synthetic_summary(study: dict) -> pd.DataFrame:
 @needs_tools
 @pytest.mark.parametrize("layout", sorted(STUDIES))
 def test_every_layout_compiles_with_pdflatex(layout, publication_tools, tmp_path):
-    from lwob.tables import LAYOUTS, study_table
+    from lwob.report.tables import LAYOUTS, study_table
 
     assert set(STUDIES) == set(LAYOUTS), "add a study of the new layout to STUDIES"
     study = STUDIES[layout]
@@ -272,9 +272,9 @@ def test_every_layout_compiles_with_pdflatex(layout, publication_tools, tmp_path
 
 @needs_tools
 def test_a_table_with_failed_runs_and_an_odd_label_compiles(publication_tools, tmp_path):
-    """The failure tables (lwob.failures): "err" cells, the failures in the caption (error and log
+    """The failure tables (lwob.report.failures): "err" cells, the failures in the caption (error and log
     path with LaTeX specials), and a configured label with braces and a backslash."""
-    from lwob.tables import study_table
+    from lwob.report.tables import study_table
 
     study = {**STUDIES["robustness_table"], "label": "tab:x}\\input{y}"}
     failed = [{"model": "m_1", "task": "cls", "method": "lo_ra", "seed": 0, "rule": "train", "status": "failed",
@@ -308,7 +308,7 @@ def test_a_script_error_in_a_page_is_caught(publication_tools, tmp_path):
 
 
 def test_method_color_by_type_with_shades_for_variants():
-    from lwob.figures import METHOD_TYPE_COLORS, method_color
+    from lwob.report.figures import METHOD_TYPE_COLORS, method_color
 
     methods = {"fft": {"type": "fft"}, "lora": {"type": "lora"}, "lora-r16": {"type": "lora"},
                "lora-r32": {"type": "lora"}, "top1": {"type": "topk"}, "top3": {"type": "topk"},
@@ -326,7 +326,7 @@ def test_method_color_by_type_with_shades_for_variants():
 def _drawn(monkeypatch, draw) -> tuple[set[str], set[str]]:
     """(colours, texts) of every artist of the figure `draw()` renders."""
     import matplotlib.colors as mcolors
-    from lwob import figures
+    from lwob.report import figures
 
     seen = {}
     real = figures.render_bytes
@@ -360,9 +360,9 @@ def test_every_figure_colours_and_names_a_method_alike(monkeypatch, tmp_path):
     (method_color) and under the same name (method_display)."""
     import numpy as np
 
-    from lwob import increments as inc
-    from lwob.figures import budget_figure, method_color, origin_vs_adv
-    from lwob.tables import method_display
+    from lwob.analysis import increments as inc
+    from lwob.report.figures import budget_figure, method_color, origin_vs_adv
+    from lwob.report.tables import method_display
 
     from test_budget import METHODS, STUDY as BUDGET_STUDY, _frames
     from test_figures import MODELS_CFG, STUDY as FIG_STUDY, TASKS as FIG_TASKS, metrics_frame

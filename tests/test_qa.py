@@ -1,4 +1,4 @@
-"""lwob.qa: SQuAD metric, sliding-window features, span decoding and adversarial scoring."""
+"""lwob.tasks.squad: SQuAD metric, sliding-window features, span decoding and adversarial scoring."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lwob import qa
-from lwob.qa import (
+from lwob.tasks import squad
+from lwob.tasks.squad import (
     DEFAULT_ORIGINAL_ID,
     build_features,
     exact_match,
@@ -230,11 +230,11 @@ def test_question_too_long_for_the_window(tok, request):
     ids = t(words, add_special_tokens=False)["input_ids"]
     at = lambda n: t.decode(ids[:n]).strip()  # noqa: E731 - a question of about n tokens
     long_q = next(at(n) for n in range(limit, limit + 8) if len(t(at(n), add_special_tokens=False)["input_ids"]) > limit)
-    with pytest.raises(qa.QuestionTooLong) as err:
-        qa.build_features(t, ["short?", long_q], ["beta " * 80] * 2, max_length=48, stride=16)
+    with pytest.raises(squad.QuestionTooLong) as err:
+        squad.build_features(t, ["short?", long_q], ["beta " * 80] * 2, max_length=48, stride=16)
     assert err.value.example == 1 and err.value.limit == limit
     ok_q = next(at(n) for n in range(limit, 0, -1) if len(t(at(n), add_special_tokens=False)["input_ids"]) <= limit)
-    feats = qa.build_features(t, [ok_q], ["beta " * 80], max_length=48, stride=16)
+    feats = squad.build_features(t, [ok_q], ["beta " * 80], max_length=48, stride=16)
     assert len(feats["input_ids"]) > 1 and all(len(x) <= 48 for x in feats["input_ids"])
 
 

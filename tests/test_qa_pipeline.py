@@ -62,8 +62,8 @@ def validation_as_eval_set(tok: Path, where: Path) -> Path:
 
 def train_and_evaluate(model_dir, tok: Path, out: Path, method: str, options: dict | None = None,
                        model_config: dict | None = None, sets=SETS, extra_parts=()):
-    from lwob.evaluation import evaluate_run
-    from lwob.training import train_run
+    from lwob.run.evaluation import evaluate_run
+    from lwob.run.training import train_run
 
     options = options or {}
     rec = train_run(model_dir=model_dir, tokenized_dir=tok, method_type=method, method_options=options,
@@ -294,7 +294,7 @@ def test_fft_evaluation_record_and_predictions(fft_run, raw):
 def test_causal_variant_attends_only_to_the_left(minilm_tok):
     import torch
 
-    from lwob.training import build_run_model
+    from lwob.run.training import build_run_model
 
     _, meta, _ = minilm_tok
     ids = torch.tensor([[101, 2054, 2003, 1996, 3007, 1029, 102, 3000, 2003, 1037, 2103, 102]])
@@ -342,7 +342,7 @@ def test_method_builds_and_steps_on_the_qa_head(method, minilm_tok):
     import torch
 
     from lwob import methods, tasks
-    from lwob.training import build_run_model, collate, load_part, make_optimizer, resolve_hyperparameters
+    from lwob.run.training import build_run_model, collate, load_part, make_optimizer, resolve_hyperparameters
 
     tok, meta, _ = minilm_tok
     kind = tasks.get("extractive_qa")

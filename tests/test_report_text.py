@@ -3,7 +3,7 @@ inserted as text, never as reStructuredText markup.
 
 Snakemake renders each with a plain `jinja2.Environment(trim_blocks=True, lstrip_blocks=True)`
 and docutils' `publish_parts(..., writer_name="html")`, whose defaults allow raw HTML and file
-inclusion; the tests render them the same way (lwob.escaping registers the filters, as the
+inclusion; the tests render them the same way (lwob.report.escaping registers the filters, as the
 Snakefile does).
 """
 
@@ -18,7 +18,7 @@ from docutils import nodes
 from docutils.core import publish_doctree, publish_parts
 
 from conftest import REPO, load_config
-from lwob.escaping import one_line, register_report_helpers, rst_escape, rst_literal
+from lwob.report.escaping import one_line, register_report_helpers, rst_escape, rst_literal
 
 REPORT_TEXTS = [REPO / "reports" / "workflow.rst", *sorted((REPO / "reports" / "captions").glob("*.rst"))]
 
@@ -112,7 +112,7 @@ def test_rst_escape_round_trips(text):
 
 def test_workflow_description_lists_the_failed_jobs(tmp_path, monkeypatch):
     """The report's text lists the failure records of the working directory, as text."""
-    from lwob import failures
+    from lwob.report import failures
 
     monkeypatch.chdir(tmp_path)
     config = load_config("demo.yaml")

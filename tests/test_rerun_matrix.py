@@ -294,7 +294,7 @@ def _runtime_modules(script: str) -> set[str]:
 def test_derived_code_dependencies_cover_every_module_a_job_loads():
     """Never fewer: every package module a job's process loads is in its rule's code hash
     (registries load their modules dynamically; the job runner is excluded by design)."""
-    from lwob import dependencies as deps
+    from lwob.plan import dependencies as deps
 
     seen: dict[frozenset, set] = {}
     for script in sorted(set(rule_scripts().values())):
@@ -328,8 +328,8 @@ def _descendants(graph: dict[str, set[str]], rules: set[str]) -> set[str]:
 
 
 def _script_modules_of(work: Path) -> dict[str, set[str]]:
-    """script -> the package modules lwob.dependencies derives for it, from the copy's sources."""
-    code = ("import json, sys; from lwob import dependencies as d; from pathlib import Path\n"
+    """script -> the package modules lwob.plan.dependencies derives for it, from the copy's sources."""
+    code = ("import json, sys; from lwob.plan import dependencies as d; from pathlib import Path\n"
             "print(json.dumps({p.stem: d.script_modules(p.stem) for p in sorted(d.SCRIPTS_DIR.glob('*.py'))}))")
     env = {**os.environ, "PYTHONPATH": str(work / "src")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=work)

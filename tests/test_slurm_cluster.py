@@ -290,7 +290,7 @@ def test_training_killed_through_slurm_resumes_from_checkpoint(slurm_cluster, tm
       `scancel --signal=TERM` does the same here and reaches task 2's training;
     - at the time limit or a preemption every process of the batch step gets SIGTERM:
       `scancel --signal=TERM --full` does that here and reaches task 1's training, through a
-      batch script that survives the signal (lwob.slurm.SURVIVE_SIGTERM).
+      batch script that survives the signal (lwob.plan.slurm.SURVIVE_SIGTERM).
     """
     config = yaml.safe_dump(_kill_resume_config(), sort_keys=False)
     on_slurm, local = tmp_path / "slurm", tmp_path / "local"

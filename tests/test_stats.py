@@ -1,4 +1,4 @@
-"""lwob.stats: seed intervals, paired tests, corrections, stability (cases with known answers)."""
+"""lwob.analysis.stats: seed intervals, paired tests, corrections, stability (cases with known answers)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lwob import qa
-from lwob.stats import (
+from lwob.tasks import squad
+from lwob.analysis.stats import (
     COMPARISON_COLUMNS, CORRELATION_COLUMNS, STABILITY_COLUMNS, benjamini_hochberg, compare_to_reference,
     example_scores, holm, paired_bootstrap, paired_t, primary_metric, seed_ci, stability, stability_correlation,
     write_statistics,
@@ -36,7 +36,7 @@ def test_seed_ci_matches_scipy_t_interval():
 
 def test_seed_ci_is_the_summary_csv_interval():
     """aggregate's summary (mean, std, sem, ci95) is the same computation, to the bit."""
-    from lwob.aggregate import _summarise
+    from lwob.analysis.aggregate import _summarise
 
     rng = np.random.default_rng(0)
     rows = [{"model": "m", "task": "t", "method": f"x{i}", "seed": s, "eval_set": "origin", "kind": "origin",
@@ -200,10 +200,10 @@ def test_qa_example_scores_average_to_score_set():
     ids = ["a", "a-turk0", "a-turk1", "b", "b-turk0", "c-turk0"]
     golds = [["paris"], ["paris"], ["paris"], ["red fox"], ["red fox"], ["blue"]]
     preds = ["paris", "london", "paris city", "red fox", "fox", "blue"]
-    metrics = qa.score_set(ids, preds, golds)
-    em, f1 = qa.per_question(ids, preds, golds)
+    metrics = squad.score_set(ids, preds, golds)
+    em, f1 = squad.per_question(ids, preds, golds)
     df = pd.DataFrame({"eval_set": "addsent", "idx": range(len(ids)), "id": ids,
-                       "original_id": qa.original_ids(ids), "em": em, "f1": f1, "correct": em})
+                       "original_id": squad.original_ids(ids), "em": em, "f1": f1, "correct": em})
     for metric in ("em", "f1", "orig_em", "orig_f1", "adv_em", "adv_f1"):
         assert example_scores(df, "addsent", metric).mean() == pytest.approx(metrics[metric]), metric
     assert len(example_scores(df, "addsent", "adv_f1")) == metrics["n_groups"]
@@ -240,13 +240,13 @@ def _synthetic_runs():
                                            "pred": correct.astype(int), "correct": correct}))
                 add("m", "sst2", method, seed, eval_set, eval_set, "sst2", "accuracy", correct.mean(), n)
             preds[("m", "sst2", method, seed)] = pd.concat(parts, ignore_index=True)
-            # QA: per-question F1 drawn at random; metrics as lwob.qa.score_set computes them.
+            # QA: per-question F1 drawn at random; metrics as lwob.tasks.squad.score_set computes them.
             f1_o = rng.random(8) * (0.9 if method == "fft" else 0.8)
             f1_a = rng.random(len(QA_IDS)) * (0.6 if method == "fft" else 0.7)
             origin = pd.DataFrame({"eval_set": "origin", "idx": np.arange(8), "id": [f"o{i}" for i in range(8)],
                                    "original_id": [f"o{i}" for i in range(8)], "em": (f1_o > 0.5) * 1.0, "f1": f1_o})
             adv = pd.DataFrame({"eval_set": "addsent", "idx": np.arange(len(QA_IDS)), "id": QA_IDS,
-                                "original_id": qa.original_ids(QA_IDS, r"^([^-]+)"), "em": (f1_a > 0.5) * 1.0,
+                                "original_id": squad.original_ids(QA_IDS, r"^([^-]+)"), "em": (f1_a > 0.5) * 1.0,
                                 "f1": f1_a})
             both = pd.concat([origin, adv], ignore_index=True)
             both["correct"] = both["em"]
@@ -428,7 +428,7 @@ def test_predictions_are_checked_against_their_evaluation_record(tmp_path):
     import json
 
     from lwob.errors import DataError
-    from lwob.stats import prediction_source
+    from lwob.analysis.stats import prediction_source
 
     folder = tmp_path / "m" / "t" / "x"
     folder.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""lwob.tables: the study table (LaTeX via the jinja2 template, CSV twin)."""
+"""lwob.report.tables: the study table (LaTeX via the jinja2 template, CSV twin)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lwob.aggregate import collect
-from lwob.tables import latex_escape, study_table
+from lwob.analysis.aggregate import collect
+from lwob.report.tables import latex_escape, study_table
 
 from conftest import SYNTHETIC_TASKS
 
@@ -281,7 +281,7 @@ def test_paper_column_alias_and_side_by_side_table(tmp_path):
     every cell with a paper number: ours, theirs, the difference."""
     import copy
 
-    from lwob.tables import paper_comparison
+    from lwob.report.tables import paper_comparison
 
     tasks = copy.deepcopy(TASKS)
     summary = summary_for(tmp_path)

@@ -98,7 +98,7 @@ RUN_ID = {"model": "minilm", "task": "demo-sst2", "method": "m", "seed": 3}
 
 
 def _train(tokenized, out, method="lora", options=None, hp=None, seed=3):
-    from lwob.training import train_run
+    from lwob.run.training import train_run
 
     return train_run(model_dir=MINILM, tokenized_dir=tokenized, method_type=method,
                      method_options=options if options is not None else {"r": 4, "alpha": 8, "dropout": 0.1},
@@ -159,7 +159,7 @@ def test_best_epoch_weights_are_saved(tokenized, tmp_path):
 
     from lwob import methods, tasks
     from lwob.io import read_json
-    from lwob.training import build_run_model, load_part, score_part
+    from lwob.run.training import build_run_model, load_part, score_part
 
     rec = _train(tokenized, tmp_path / "w", method="bitfit", options={}, hp={"epochs": 3, "lr": 5e-3})
     meta = read_json(tokenized / "meta.json")
@@ -203,7 +203,7 @@ def test_unknown_hyperparameter_is_a_config_error(tokenized, tmp_path):
 def test_length_grouped_batches_cover_every_row_once():
     import torch
 
-    from lwob.training import Part, train_batches
+    from lwob.run.training import Part, train_batches
 
     lengths = torch.randint(1, 50, (203,))
     part = Part("p", None, torch.zeros(203, 50, dtype=torch.long), lengths, None, {})
@@ -217,7 +217,7 @@ def test_length_grouped_batches_cover_every_row_once():
 def test_collate_pads_to_batch_longest():
     import torch
 
-    from lwob.training import _pad_matrix, Part, collate
+    from lwob.run.training import _pad_matrix, Part, collate
     import numpy as np
 
     ids, lengths = _pad_matrix([np.array([5, 6, 7]), np.array([5]), np.array([5, 6, 7, 8, 9])], pad=0)
@@ -229,7 +229,7 @@ def test_collate_pads_to_batch_longest():
 
 
 def test_lr_schedule_linear_with_warmup():
-    from lwob.training import lr_factor
+    from lwob.run.training import lr_factor
 
     assert [lr_factor(s, 10, 2, "linear") for s in range(10)] == [0.0, 0.5, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8,
                                                                    2 / 8, 1 / 8]
@@ -274,8 +274,8 @@ def test_diverged_grid_cell_is_recorded_without_a_score(tokenized, tmp_path):
     from safetensors.torch import load_file
 
     from lwob.io import read_json
-    from lwob.selection import choose
-    from lwob.training import train_run
+    from lwob.analysis.selection import choose
+    from lwob.run.training import train_run
 
     out = tmp_path / "cell"
     rec = train_run(model_dir=MINILM, tokenized_dir=tokenized, method_type="lora",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from safetensors.torch import load_file
 
-from lwob import warm
+from lwob.plan import warm
 from test_training import HP, MINILM, RUN_ID, _train, write_tokenized
 
 
@@ -28,7 +28,7 @@ def test_warm_training_equals_cold_training(tokenized, tmp_path, private_socket)
                   run_id={**RUN_ID, "method": "bitfit"}, threads=1,
                   provenance_extra={"model": {"path": str(MINILM)}})
     log = tmp_path / "warm.log"
-    warm.call("lwob.training:train_run", kwargs, log)
+    warm.call("lwob.run.training:train_run", kwargs, log)
     import json
 
     record = json.loads((tmp_path / "warm" / "train.json").read_text())

@@ -23,7 +23,7 @@ TESTS = Path(__file__).resolve().parent
 def start_server(sock: Path, patch: str = "") -> subprocess.Popen:
     """A warm server of the test's own at `sock`, without the heavy preloads (fast to start);
     `patch` is Python run in the server before it serves (e.g. replacing a function)."""
-    code = ("import os, sys\nfrom pathlib import Path\nfrom lwob import warm\n" + patch +
+    code = ("import os, sys\nfrom pathlib import Path\nfrom lwob.plan import warm\n" + patch +
             "\nwarm.serve(Path(sys.argv[1]), idle=120, preload=())\n")
     log = open(sock.with_suffix(".log"), "a")
     proc = subprocess.Popen([sys.executable, "-c", code, str(sock)], stdout=log, stderr=log,
@@ -66,7 +66,7 @@ def slow_job(started: str, output: str, seconds: float, grandchild: bool = False
 CLIENT = """
 import json, sys
 from pathlib import Path
-from lwob import warm
+from lwob.plan import warm
 warm.socket_path = lambda: Path(sys.argv[1])
 warm.STOP_GRACE_SECONDS = 2
 warm.call("test_warm_kill:slow_job", json.loads(sys.argv[2]), sys.argv[3])
@@ -170,7 +170,7 @@ def _warm_jobs_in(workdir: Path) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if ("lwob.warm" in (p.info["cmdline"] or []) and Path(p.cwd()) == workdir
+            if ("lwob.plan.warm" in (p.info["cmdline"] or []) and Path(p.cwd()) == workdir
                     and os.getsid(p.pid) != p.pid and p.status() != psutil.STATUS_ZOMBIE):
                 found.append(p)
         except (psutil.Error, OSError):

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lwob import jobs, warm
+from lwob.plan import jobs, warm
 from lwob.errors import ConfigError
 from test_warm_kill import server_socket, start_server  # noqa: F401 (a fixture)
 
@@ -238,8 +238,8 @@ def test_another_checkout_of_the_same_code_gets_its_own_server(tmp_path, monkeyp
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     here, code = warm.socket_path(), warm._source_hash()
     copy = tmp_path / "copy" / "lwob"
-    shutil.copytree(Path(warm.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(warm, "__file__", str(copy / "warm.py"))
+    shutil.copytree(Path(warm.__file__).resolve().parents[1], copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(warm, "__file__", str(copy / "plan" / "warm.py"))
     assert warm._source_hash() == code  # the same code...
     assert warm.socket_path() != here  # ...in another place: another server
 

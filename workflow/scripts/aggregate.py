@@ -1,9 +1,9 @@
 """Tidy metrics, per-seed summary and the per-run cost/provenance table."""
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 run_job(
     snakemake,
-    "lwob.aggregate:write_all",
+    "lwob.analysis.aggregate:write_all",
     eval_jsons=list(snakemake.input.evals),
     train_jsons=list(snakemake.input.records),
     metrics_csv=snakemake.output.metrics,

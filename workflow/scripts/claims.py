@@ -1,9 +1,9 @@
 """The paper's claims as checks on our results, with verdicts and the numbers behind them."""
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 run_job(
     snakemake,
-    "lwob.claims:write_claims",
+    "lwob.analysis.claims:write_claims",
     summary_csv=snakemake.input.summary,
     comparisons_csv=snakemake.input.comparisons,
     runs_csv=snakemake.input.runs,

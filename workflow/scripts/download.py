@@ -1,7 +1,7 @@
 """Materialise one dataset: normalised Parquet per split plus manifest.json."""
 from pathlib import Path
 
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 run_job(
     snakemake,

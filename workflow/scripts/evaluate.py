@@ -1,10 +1,10 @@
 """Evaluate one trained run on every eval set of its task."""
-from lwob.finished_run import trained_run_args
-from lwob.jobs import run_job
+from lwob.run.finished_run import trained_run_args
+from lwob.plan.jobs import run_job
 
 run_job(
     snakemake,
-    "lwob.evaluation:evaluate_run",
+    "lwob.run.evaluation:evaluate_run",
     **trained_run_args(snakemake),
     eval_parts=list(snakemake.input.eval_parts),
     out_json=snakemake.output.metrics,

@@ -1,5 +1,5 @@
 """Locate or download a model's weights once; record where they are and their hashes."""
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 run_job(
     snakemake,

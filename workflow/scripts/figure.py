@@ -1,10 +1,10 @@
 """A study's figure: Origin vs Adv per method, or score against trainable parameters (budget)."""
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 shown = snakemake.params.shown  # display names, aliases, method types, task columns
 run_job(
     snakemake,
-    "lwob.figures:write_study_figure",
+    "lwob.report.figures:write_study_figure",
     metrics_csv=snakemake.input.metrics,
     study=dict(snakemake.params.study),
     tasks=shown["tasks"],

@@ -1,10 +1,10 @@
 """The paper's Figure 1: histograms of the chosen module's increments per method."""
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 shown = snakemake.params.shown  # display names, aliases, method types, task columns
 run_job(
     snakemake,
-    "lwob.increments:write_increment_figure",
+    "lwob.analysis.increments:write_increment_figure",
     selected=dict(zip(snakemake.params.methods, snakemake.input.selected)),
     methods=shown["methods"],
     models=shown["models"],

@@ -1,5 +1,5 @@
 """Every run's weight-increment statistics in one tidy table."""
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
-run_job(snakemake, "lwob.increments:write_increment_table",
+run_job(snakemake, "lwob.analysis.increments:write_increment_table",
         stats_csvs=list(snakemake.input.stats), out_csv=snakemake.output.csv)

@@ -1,12 +1,12 @@
 """Weight increments of one run: statistics of every changed tensor (rule increments) or
 the chosen module's increments for Figure 1 (rule increment_module)."""
-from lwob.finished_run import trained_run_args
-from lwob.jobs import run_job
+from lwob.run.finished_run import trained_run_args
+from lwob.plan.jobs import run_job
 
 out = snakemake.output
 run_job(
     snakemake,
-    "lwob.increments:write_run_increments",
+    "lwob.analysis.increments:write_run_increments",
     **trained_run_args(snakemake),
     out_csv=out.get("stats"),
     out_selected=out.get("selected"),

@@ -1,9 +1,9 @@
 """Ours beside the paper's numbers for one study, with the difference."""
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 run_job(
     snakemake,
-    "lwob.tables:write_paper_comparison",
+    "lwob.report.tables:write_paper_comparison",
     table_csv=snakemake.input.table,
     study=dict(snakemake.params.study),
     study_name=snakemake.wildcards.study,

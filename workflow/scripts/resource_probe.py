@@ -1,11 +1,11 @@
 """Resource probe of one (model, method): memory and throughput at the study's fixed setting."""
 from lwob.io import read_json
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 w = snakemake.wildcards
 run_job(
     snakemake,
-    "lwob.resource_study:probe_job",
+    "lwob.analysis.resource_study:probe_job",
     model_record=read_json(snakemake.input.model),
     method_type=snakemake.params.method["type"],
     method_options=dict(snakemake.params.method["options"]),

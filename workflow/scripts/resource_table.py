@@ -1,11 +1,11 @@
 """The resource study's table (LaTeX + CSV), per-task training costs (CSV) and figure."""
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 shown = snakemake.params.shown  # display names, aliases, method types, task columns
 out = snakemake.output
 run_job(
     snakemake,
-    "lwob.resource_study:write_resource_study",
+    "lwob.analysis.resource_study:write_resource_study",
     probes=list(snakemake.input.probes),
     records=list(snakemake.input.records),
     tokenized=dict(snakemake.params.tokenized),

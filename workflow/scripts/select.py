@@ -2,7 +2,7 @@
 from collections import defaultdict
 from pathlib import Path
 
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 w = snakemake.wildcards
 records = defaultdict(list)
@@ -10,7 +10,7 @@ for path in snakemake.input.records:  # .../{cell}/seed{seed}/train.json
     records[Path(path).parent.parent.name].append(path)
 run_job(
     snakemake,
-    "lwob.selection:write_choice",
+    "lwob.analysis.selection:write_choice",
     cells=dict(snakemake.params.cells),
     records=dict(records),
     run_id={"model": w.model, "task": w.task, "method": w.method},

@@ -1,10 +1,10 @@
 """FFT against every other method (paired t-test over seeds, paired bootstrap over examples,
 Holm/BH corrections, robustness gaps) and stability across seeds."""
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 run_job(
     snakemake,
-    "lwob.stats:write_statistics",
+    "lwob.analysis.stats:write_statistics",
     metrics_csv=snakemake.input.metrics,
     predictions=list(snakemake.input.predictions),
     out_comparisons_csv=snakemake.output.comparisons,

@@ -1,10 +1,10 @@
 """Render one study's table (LaTeX from its jinja2 template, plus a CSV twin)."""
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 shown = snakemake.params.shown  # display names, aliases, method types, task columns
 run_job(
     snakemake,
-    "lwob.tables:write_study_table",
+    "lwob.report.tables:write_study_table",
     summary_csv=snakemake.input.summary,
     study=dict(snakemake.params.study),
     tasks=shown["tasks"],

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from lwob.io import read_json
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 run_job(
     snakemake,

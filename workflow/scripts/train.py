@@ -1,9 +1,9 @@
 """Train one run: {model}/{task}/{method}/seed{seed}, or one grid cell's run (rule train_cell)."""
 from pathlib import Path
 
-from lwob.config import evaluation_settings
+from lwob.plan.config import evaluation_settings
 from lwob.io import read_json
-from lwob.jobs import run_job
+from lwob.plan.jobs import run_job
 
 w = snakemake.wildcards
 model = read_json(snakemake.input.model)
@@ -18,7 +18,7 @@ if snakemake.input.get("selection"):  # the run's settings were chosen on a grid
                                "val_metric": choice.get("val_metric")}}
 run_job(
     snakemake,
-    "lwob.training:train_run",
+    "lwob.run.launch:train",
     model_dir=Path(model["path"]),
     tokenized_dir=Path(snakemake.input.data).parent,
     method_type=snakemake.params.method["type"],

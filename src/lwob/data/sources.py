@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from lwob.config import SAFE_NAME, SAFE_NAME_RULE
+from lwob.plan.config import SAFE_NAME, SAFE_NAME_RULE
 from lwob.data import formats
 from lwob.errors import ConfigError, DataError
 from lwob.io import sha256_file, write_json

@@ -45,7 +45,7 @@ class Method:
     """A fine-tuning method. Subclasses declare ``Options`` (a dataclass) and ``build``."""
 
     name: ClassVar[str] = ""
-    #: Whether the method trains under FSDP (lwob.distributed), i.e. only touches a
+    #: Whether the method trains under FSDP (lwob.run.distributed), i.e. only touches a
     #: parameter inside its module's forward, where the sharded tensors are gathered.
     shardable: ClassVar[bool] = True
 
@@ -84,13 +84,13 @@ class Method:
 
     @classmethod
     def increments(cls, model, initial: dict) -> dict:
-        """What training changed in the model (the weight-increment analysis, lwob.increments).
+        """What training changed in the model (the weight-increment analysis, lwob.analysis.increments).
 
         `model` is the rebuilt run model with its trained tensors loaded, `initial` the
         {name: tensor} snapshot of its trainable parameters right after `build` (the base
         model's weights, the seeded head and adapter initialisation). Returns {name: tensor}
         with names in the built model's namespace (peft wrappers are normalised away by
-        lwob.increments). Default: trained minus initial of every trainable parameter (FFT,
+        lwob.analysis.increments). Default: trained minus initial of every trainable parameter (FFT,
         top-k, BitFit, and the task head of every method).
         """
         return trained_minus_initial(model, initial)

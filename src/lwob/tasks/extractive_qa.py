@@ -11,7 +11,7 @@ Long contexts are split into overlapping windows (question first, so decoder mod
 it before the context); answers are mapped back to the context through the offsets and
 the best span over all windows of an example wins. Metrics are the official SQuAD v1.1
 exact match and F1 (fractions), plus the Jia and Liang adversarial (worst-case) score on
-sets that hold adversarial variants (see lwob.qa.score_set).
+sets that hold adversarial variants (see lwob.tasks.squad.score_set).
 """
 
 from __future__ import annotations
@@ -80,18 +80,18 @@ class ExtractiveQA(TaskKind):
         import numpy as np
         import pyarrow as pa
 
-        from .. import qa
+        from . import squad
 
         s = settings(task)
         questions = df[s["question_field"]].astype(str).tolist()
         contexts = df[s["context_field"]].astype(str).tolist()
         try:
-            feats = qa.build_features(
+            feats = squad.build_features(
                 tokenizer, questions, contexts, max_length=task["max_length"], stride=s["stride"],
                 answer_starts=[list(map(int, a)) for a in df["answer_start"]] if train else None,
                 answer_texts=[list(map(str, a)) for a in df["answer_text"]] if train else None,
             )
-        except qa.QuestionTooLong as e:
+        except squad.QuestionTooLong as e:
             qid = df["id"].iloc[e.example] if "id" in df.columns else int(df["idx"].iloc[e.example])
             raise DataError(f"question {qid!r} has {e.tokens} tokens, but a window of max_length "
                             f"{task['max_length']} with stride {s['stride']} holds at most {e.limit}: raise "
@@ -121,7 +121,7 @@ class ExtractiveQA(TaskKind):
         import numpy as np
         import pandas as pd
 
-        from .. import qa
+        from . import squad
 
         options = {**{k: DEFAULTS[k] for k in cls.scoring_keys}, **(eval_set or {})}
         lengths = [len(x) for x in features.column("input_ids").to_pylist()]
@@ -133,19 +133,19 @@ class ExtractiveQA(TaskKind):
             "offset_end": features.column("offset_end").to_pylist(),
         }
         contexts = examples.column("context").to_pylist()
-        best = qa.postprocess(
+        best = squad.postprocess(
             feats, [starts[i, :n] for i, n in enumerate(lengths)], [ends[i, :n] for i, n in enumerate(lengths)],
             contexts, n_best=int(options["n_best"]), max_answer_length=int(options["max_answer_length"]),
         )
         ids = examples.column("id").to_pylist()
         golds = examples.column("answer_text").to_pylist()
         texts = [b["text"] for b in best]
-        pattern = options.get("original_id") or qa.DEFAULT_ORIGINAL_ID
-        metrics = qa.score_set(ids, texts, golds, pattern) if ids else {"em": None, "f1": None, "n": 0}
-        em, f1 = qa.per_question(ids, texts, golds) if ids else ([], [])
+        pattern = options.get("original_id") or squad.DEFAULT_ORIGINAL_ID
+        metrics = squad.score_set(ids, texts, golds, pattern) if ids else {"em": None, "f1": None, "n": 0}
+        em, f1 = squad.per_question(ids, texts, golds) if ids else ([], [])
         predictions = pd.DataFrame({
             "idx": examples.column("idx").to_numpy().astype(np.int64), "id": ids, "prediction": texts,
-            "original_id": qa.original_ids(ids, pattern) if ids else [],
+            "original_id": squad.original_ids(ids, pattern) if ids else [],
             "em": np.asarray(em, dtype=np.float64), "f1": np.asarray(f1, dtype=np.float64),
             "correct": np.asarray(em, dtype=np.float64),
         })

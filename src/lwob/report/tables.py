@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +23,14 @@ import numpy as np
 import pandas as pd
 
 from .escaping import latex_escape, latex_label
-from .io import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 SPLITS = ("origin", "adv")
 SPLIT_DISPLAY = {"origin": "Origin", "adv": "Adv"}
 AVERAGE = "average"  # column name of the average, as in the paper's reference CSV
 MISSING = "--"
 NOT_SUPPLIED = "n/s"  # a configured eval set whose optional file is absent
-FAILED = "err"  # a run of the cell failed (rendered after a failed run, lwob.failures)
+FAILED = "err"  # a run of the cell failed (rendered after a failed run, lwob.report.failures)
 _METHOD_DISPLAY = {"fft": "FFT", "lora": "LoRA", "adalora": "AdaLoRA", "prefix": "Prefix",
                    "ia3": "IA3", "bitfit": "BitFit", "adapter": "Adapter", "vanilla": "Vanilla"}
 
@@ -268,7 +267,7 @@ def build_rows(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, me
     source), missing, skipped, failed, failure, cell, best.
 
     `failed`: failed runs (dicts with model, task, method, seed, rule, status, error, log; see
-    lwob.failures). A cell fed by a failed run reads "err" (mean/std/n stay those of the runs
+    lwob.report.failures). A cell fed by a failed run reads "err" (mean/std/n stay those of the runs
     that finished) and is never bold; `failure` says which runs failed, why and where the log is.
     """
     failures = _failures_by_run(failed)

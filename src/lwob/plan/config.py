@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # libyaml's safe loader where PyYAML has it: the same result as yaml.safe_load, ten times faster.
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -246,7 +246,7 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
             if method_name not in config["methods"]:
                 raise ConfigError(f"config key 'models.{model_name}.method_training.{method_name}': unknown method "
                                   f"(defined: {', '.join(config['methods'])})")
-    from . import tasks as task_kinds
+    from .. import tasks as task_kinds
 
     for task_name, task in config["tasks"].items():
         try:
@@ -267,7 +267,7 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
             if name in ("train", "validation"):
                 raise ConfigError(f"config key 'tasks.{task_name}.eval_sets.{name}': reserved name")
 
-    from .data.sources import check_spec
+    from ..data.sources import check_spec
 
     all_runs = runs(config)  # computed once: it reads every studied model's config.json
     used = used_datasets(config, run_list=all_runs)
@@ -284,7 +284,7 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
         if not available_eval_sets(config, task_name, base_dir):
             raise ConfigError(f"config key 'tasks.{task_name}.eval_sets': every eval set uses an absent optional dataset")
 
-    from . import methods as method_registry
+    from .. import methods as method_registry
 
     parsed = {}  # method name -> (class, options)
     for name, spec in config["methods"].items():
@@ -344,7 +344,7 @@ def check_targets(options: Any, method: str, model: str, module_names: list[str]
     and near matches); nothing to check without the model's module names."""
     if module_names is None:
         return
-    from .models import TARGET_OPTIONS, check_target_modules
+    from ..models import TARGET_OPTIONS, check_target_modules
 
     for option in TARGET_OPTIONS:
         check_target_modules(getattr(options, option, None), module_names, f"methods.{method}.options.{option}", model)
@@ -405,7 +405,7 @@ def check_parallel(config: dict, model: str, task: str, method: str, method_cls)
 def check_strategy(method_cls, processes: int, parallel: str, where: str) -> None:
     """The one rule for multi-process training, used at planning time (here, without importing
     torch, which would add seconds to every `snakemake` call) and again by training itself
-    (lwob.distributed.check): a method that cannot be sharded does not train under FSDP."""
+    (lwob.run.distributed.check): a method that cannot be sharded does not train under FSDP."""
     if processes > 1 and parallel == "fsdp" and not method_cls.shardable:
         raise ConfigError(f"{where}: method type '{method_cls.name}' cannot train under FSDP "
                           "(training.parallel: fsdp); use parallel: ddp or processes: 1")
@@ -417,7 +417,7 @@ def check_strategy(method_cls, processes: int, parallel: str, where: str) -> Non
 def model_limits(name: str, spec: dict, base_dir: str | os.PathLike = ".") -> dict:
     """max_positions / num_layers / model_type, read cheaply at config time."""
     info = {k: spec[k] for k in ("max_positions", "num_layers") if k in spec}
-    from .models import local_model_dir, model_info_from_dir
+    from ..models import local_model_dir, model_info_from_dir
 
     directory = local_model_dir(spec, base_dir)
     if directory is None and spec["source"] == "hub":
@@ -454,7 +454,7 @@ def study_seeds(config: dict, study: dict) -> list[int]:
 
 def method_class(config: dict, method: str):
     """The Method class of a configured method (ConfigError naming the config key)."""
-    from . import methods as registry
+    from .. import methods as registry
 
     try:
         return registry.get(config["methods"][method]["type"])
@@ -470,7 +470,7 @@ def omitted_methods(config: dict, study: dict, base_dir: str | os.PathLike = "."
 
     `_limits` (model name -> model_limits) lets one caller share the reads of the models'
     config.json over several studies of one config; it is filled in as models are read."""
-    from . import methods as registry
+    from .. import methods as registry
 
     limits = {} if _limits is None else _limits
     out: dict[str, dict[str, str]] = {}
@@ -551,7 +551,7 @@ def eval_set_part_spec(config: dict, task_name: str, eval_set: str) -> dict:
 
 def dataset_available(config: dict, name: str, base_dir: str | os.PathLike = ".") -> bool:
     """False only for an `optional: true` local dataset whose file is absent."""
-    from .data.sources import is_available
+    from ..data.sources import is_available
 
     return is_available(name, config["datasets"][name], Path(base_dir))
 
@@ -692,7 +692,7 @@ def run_resources(config: dict, model: str, processes: int = 1) -> dict:
     """Compute request of a training or evaluation job of this model.
 
     A model's `resources` are per process: a run trained by several processes
-    (`training.processes`, lwob.distributed) asks for that many GPUs, CPUs and memory.
+    (`training.processes`, lwob.run.distributed) asks for that many GPUs, CPUs and memory.
     """
     res = dict(config.get("resources", {}).get("default") or {})
     res.update(config["models"][model].get("resources") or {})

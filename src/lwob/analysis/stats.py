@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from .io import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 # --------------------------------------------------------------------------------------------
 # Over seeds
@@ -254,7 +254,7 @@ def example_scores(predictions: pd.DataFrame, eval_set: str, metric: str) -> pd.
     Index: the resampling unit (``idx``; for the QA worst case ``adv_*`` the original question
     id, since the score is a minimum per group). accuracy: ``correct`` (or pred == label)
     over labelled rows. QA em/f1: the per-question column, over the adversarial questions
-    when the set has any (as lwob.qa.score_set); orig_*: over the original questions;
+    when the set has any (as lwob.tasks.squad.score_set); orig_*: over the original questions;
     adv_*: minimum per original id.
     """
     df = predictions[predictions["eval_set"].astype(str) == str(eval_set)]
@@ -296,7 +296,7 @@ def _read_predictions(path) -> pd.DataFrame:
     (`seed<N>.json` beside them) holds, when there is one."""
     import pyarrow.parquet as pq
 
-    from .io import read_json, verify_sha256
+    from ..io import read_json, verify_sha256
 
     record = Path(str(path).removesuffix(".predictions.parquet") + ".json")
     if record.is_file():

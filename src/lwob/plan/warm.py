@@ -19,7 +19,7 @@ until the child answers; the child watches that connection from a thread, and wh
 process it started (its own process group, and descendants that left it, such as
 torch.distributed.run's workers) before it can write an output. SIGINT, SIGTERM and SIGUSR1
 to the script are passed to the child instead, as if it were the script: training then saves
-its checkpoint and stops (lwob.checkpoint), and the script exits as the child did; a job that
+its checkpoint and stops (lwob.run.checkpoint), and the script exits as the child did; a job that
 does not stop within `STOP_GRACE_SECONDS`, or a second signal, ends the connection and so the
 child.
 
@@ -65,8 +65,8 @@ PRELOAD = (
     "pandas",
     "pyarrow.parquet",
     "psutil",
-    "lwob.training",
-    "lwob.evaluation",
+    "lwob.run.training",
+    "lwob.run.evaluation",
     "lwob.data.tokenize",
 )
 #: parts of environment variable names that mark credentials (HF_TOKEN, AWS_SECRET_ACCESS_KEY,
@@ -194,7 +194,7 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 def _refuse(message: str):
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     return ConfigError(f"{message}; or turn the warm worker off (LWOB_WARM_WORKER=0)")
 
@@ -232,7 +232,7 @@ def private_dir() -> Path:
 
 
 def _source_hash() -> str:
-    root = Path(__file__).parent
+    root = Path(__file__).resolve().parents[1]  # the whole lwob package
     h = hashlib.sha256()
     for f in sorted(root.rglob("*.py")):
         h.update(str(f.relative_to(root)).encode())
@@ -243,7 +243,7 @@ def _source_hash() -> str:
 def socket_path() -> Path:
     # The package's location too: a server imports modules lazily from its own checkout, so a
     # copy of the same code elsewhere (edited or deleted later) must not serve this one's jobs.
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     key = hashlib.sha256(f"{sys.executable}|{package}|{_source_hash()}".encode()).hexdigest()[:16]
     return private_dir() / f"{key}.sock"
 
@@ -401,7 +401,7 @@ def _start_server(path: Path) -> None:
             path.unlink()  # left by a server that died
         log = open(path.with_suffix(".log"), "a")
         subprocess.Popen(
-            [sys.executable, "-m", "lwob.warm", str(path)],
+            [sys.executable, "-m", "lwob.plan.warm", str(path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, close_fds=True,
             env={**job_environment(), "PYTHONPATH": os.pathsep.join(sys.path)},
@@ -502,7 +502,7 @@ def _child(conn: socket.socket) -> int:
         reply = {"ok": False, "interrupted": True}
     except BaseException as e:
         traceback.print_exc()
-        from .errors import ConfigError, DataError
+        from ..errors import ConfigError, DataError
 
         bad_input = isinstance(e, (ConfigError, DataError))
         reply = {"ok": False, "error": str(e) if bad_input else f"{type(e).__name__}: {e}", "input_error": bad_input}

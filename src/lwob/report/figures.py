@@ -6,9 +6,9 @@ variants (Adv).
 
 Top row: one panel per model with, per method, the Origin and Adv accuracy averaged over the
 study's table columns. Below (when it stays readable): a grid of models x columns with the
-same bars per column. Every figure (this one, the budget figure, Figure 1 in lwob.increments)
+same bars per column. Every figure (this one, the budget figure, Figure 1 in lwob.analysis.increments)
 draws a method in its colour (`method_color`: one colour per method type, shades for variants
-such as LoRA ranks) under its display name (lwob.tables.method_display); here the Origin bar
+such as LoRA ranks) under its display name (lwob.report.tables.method_display); here the Origin bar
 is solid and the Adv bar lighter and hatched. Built on a bare matplotlib Figure (Agg canvas,
 no pyplot state) and saved with fixed metadata so the PDF and PNG are byte-for-byte
 reproducible.
@@ -29,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .io import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .tables import SPLIT_DISPLAY, SPLITS, ColumnGroup, column_display, column_groups, method_display, model_display
 
 MAX_GRID_COLUMNS = 8  # beyond this the per-column grid is left out

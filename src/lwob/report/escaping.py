@@ -42,7 +42,7 @@ REPORT_FILTERS = {"rst": rst_escape, "rst_literal": rst_literal}
 
 
 def failed_jobs() -> list[dict]:
-    """The failure records of the working directory (lwob.failures), for the report's text."""
+    """The failure records of the working directory (lwob.report.failures), for the report's text."""
     from .failures import read_failures
 
     return read_failures()

@@ -1,6 +1,6 @@
 """What rebuilds a finished run's model, for the jobs that read a trained run (evaluation
-and weight analysis). Kept apart from lwob.jobs, the job runner, whose edits rerun nothing
-(lwob.dependencies.RUNNER_MODULES): this decides what those jobs compute.
+and weight analysis). Kept apart from lwob.plan.jobs, the job runner, whose edits rerun nothing
+(lwob.plan.dependencies.RUNNER_MODULES): this decides what those jobs compute.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ def trained_run_args(snakemake) -> dict:
     """What rebuilds a finished run's model, from a job whose inputs are rules/common.smk's
     `trained_run` (evaluation and weight analysis): the model folder and config overrides,
     the tokenized data folder, the run folder and the method."""
-    from .io import read_json
+    from ..io import read_json
 
     model = read_json(snakemake.input.model)
     return {

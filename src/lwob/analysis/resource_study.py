@@ -33,7 +33,7 @@ import statistics
 import time
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: Defaults of the `resource_study` section: the paper's memory setting (Table 7).
 DEFAULTS = {"batch_size": 8, "seq_len": 512, "steps": 3, "warmup_steps": 1}
@@ -86,7 +86,7 @@ def model_task(config: dict, model: str) -> str | None:
     """The task whose head the probes of `model` use and whose runs the table shows: the
     section's `task`, else the first task (in study order) that `model` trains on; None when
     the model trains on nothing (the probe then uses a 2-label classification head)."""
-    from . import config as cfg
+    from ..plan import config as cfg
 
     sec = section(config) or {}
     if sec.get("task"):
@@ -97,7 +97,7 @@ def model_task(config: dict, model: str) -> str | None:
 def probe_spec(config: dict, model: str, method: str) -> dict:
     """Everything a probe needs besides the model and method (the `resource_probe` rule's
     params): the setting, the head, and the cost-relevant training settings of the run."""
-    from . import config as cfg
+    from ..plan import config as cfg
 
     sec = section(config)
     task = model_task(config, model)
@@ -143,8 +143,8 @@ def final_outputs(config: dict) -> list[str]:
 
 
 def study_runs(config: dict) -> list:
-    """The study runs (lwob.config.Run) of the resource study's models and methods, every task."""
-    from . import config as cfg
+    """The study runs (lwob.plan.config.Run) of the resource study's models and methods, every task."""
+    from ..plan import config as cfg
 
     models, methods = set(study_models(config)), set(study_methods(config))
     return [r for r in cfg.runs(config) if r.model in models and r.method in methods]
@@ -208,7 +208,7 @@ def _is_oom(err: BaseException) -> bool:
 def fitting_length(cls, options, ctx_args: dict, seq_len: int) -> tuple[int, str | None]:
     """The longest length <= seq_len the method's config check accepts on this model (and
     within its positions), with the reason when shorter; (0, reason) when none fits."""
-    from .methods import MethodContext
+    from ..methods import MethodContext
 
     def fits(length: int) -> str | None:
         ctx = MethodContext(**ctx_args, max_length=length)
@@ -254,8 +254,8 @@ def _train_steps(record: dict, *, model_dir, meta, method_type, method_options, 
     (params, method notes, the timed steps)."""
     import torch
 
-    from . import methods
-    from .training import build_run_model, make_optimizer
+    from .. import methods
+    from ..run.training import build_run_model, make_optimizer
 
     batch, steps, warmup = (int(spec[k]) for k in ("batch_size", "steps", "warmup_steps"))
     model, cls, options, ctx, base_total = build_run_model(
@@ -299,10 +299,11 @@ def probe(*, model_dir, method_type: str, method_options: dict, spec: dict, mode
     """
     import torch
 
-    from . import methods, provenance
-    from .fastpath import FastPath
-    from .models import model_info_from_dir
-    from .training import resolve_device, resolve_hyperparameters
+    from .. import methods
+    from ..run import provenance
+    from ..run.fastpath import FastPath
+    from ..models import model_info_from_dir
+    from ..run.training import resolve_device, resolve_hyperparameters
 
     wall = time.perf_counter()
     if threads:
@@ -410,7 +411,7 @@ def probe(*, model_dir, method_type: str, method_options: dict, spec: dict, mode
 def probe_job(*, model_record: dict, method_type: str, method_options: dict, spec: dict, out_json,
               run_id: dict, threads: int | None = None) -> dict:
     """File-level entry point of the `resource_probe` rule."""
-    from .io import write_json
+    from ..io import write_json
 
     record = probe(model_dir=Path(model_record["path"]), method_type=method_type, method_options=method_options,
                    spec=spec, model_config=model_record.get("config_overrides"),
@@ -572,8 +573,8 @@ MEMORY_KIND = {
 def resource_table(frame, study: dict, models: dict, methods: dict, tasks: dict, template_path, out_tex,
                    out_csv) -> str:
     """Render the table (methods as rows, a column group per model) and its CSV twin."""
-    from .io import atomic_write_bytes
-    from .tables import _template_env, latex_escape, method_display, model_display
+    from ..io import atomic_write_bytes
+    from ..report.tables import _template_env, latex_escape, method_display, model_display
 
     batch, seq = study["batch_size"], study["seq_len"]
     probe_head = latex_escape(f"B = {batch}, L = {seq}")
@@ -664,9 +665,9 @@ def resource_figure(frame, study: dict, models: dict, methods: dict, out_pdf, ou
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from .figures import method_color, render_bytes
-    from .io import atomic_write_bytes
-    from .tables import method_display, model_display
+    from ..report.figures import method_color, render_bytes
+    from ..io import atomic_write_bytes
+    from ..report.tables import method_display, model_display
 
     names = list(study["methods"])
     colors = [method_color(m, methods) for m in names]
@@ -722,7 +723,7 @@ def write_resource_study(*, probes: list, records: list, tokenized: dict, study:
                          tasks: dict, template_path, out_tex, out_csv, out_training_csv, out_pdf, out_png):
     """File-level entry point of the `resource_table` rule. `tokenized` maps "model/task" to
     the tokenized task's meta.json (tokens per epoch of the runs)."""
-    from .io import atomic_write_bytes, read_json
+    from ..io import atomic_write_bytes, read_json
 
     probe_records = [read_json(p) for p in probes]
     run_records = [read_json(p) for p in records]

@@ -21,7 +21,7 @@ not rebuilt for a missing intermediate file), so the failed run would not be ret
 job's outputs stay missing and the next run retries it. Outputs that exist from an earlier run but
 depend on a failed job are marked incomplete in Snakemake's metadata, so that the next run
 rebuilds them (`mark_stale_outputs_incomplete`). The HTML report lists the records
-(reports/workflow.rst, through the `failed_jobs()` helper lwob.escaping registers).
+(reports/workflow.rst, through the `failed_jobs()` helper lwob.report.escaping registers).
 
 Snakemake's DAG, scheduler and metadata are used in two places, `jobs_of_this_run` and
 `mark_stale_outputs_incomplete`; the rest works on plain data.
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from .io import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 FAILED_DIR = Path("results") / "failed"
 TABLES_DIR = FAILED_DIR / "tables"  # the study tables rendered with the failures
@@ -136,7 +136,7 @@ def prune_failure_tables(studies: dict, config: dict, root: str | os.PathLike = 
 
 
 def failed_runs(records: list[dict]) -> list[dict]:
-    """One entry per run a failed job blocked, in the shape lwob.tables takes (`failed=`):
+    """One entry per run a failed job blocked, in the shape lwob.report.tables takes (`failed=`):
     model, task, method, seed, rule, status, error, log (the first log path)."""
     out = []
     for rec in records:
@@ -158,7 +158,7 @@ def render_failure_tables(failures: list[dict], *, runs, studies: dict, config: 
     of failed runs and of jobs still pending), the failed runs marked "err". Returns the .tex paths."""
     import pandas as pd
 
-    from .aggregate import collect
+    from ..analysis.aggregate import collect
     from .tables import study_table
 
     failed_keys = {(f["model"], f["task"], f["method"], int(f["seed"])) for f in failures}

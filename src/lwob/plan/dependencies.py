@@ -14,7 +14,7 @@ its result, and nothing else:
 - a model's identity (`model_identity`): what changes its weights, tokenizer or config; not
   its cluster resources, display name, aliases or training settings.
 - a run's training settings without the settings that only affect evaluation
-  (lwob.config.training_settings / evaluation_settings).
+  (lwob.plan.config.training_settings / evaluation_settings).
 - what tables and figures show (`presentation`): display names, aliases, method types (the
   colours), task columns.
 - local data files: inputs of the download job (`local_data_files`).
@@ -31,12 +31,12 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "lwob"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/lwob
 SCRIPTS_DIR = PACKAGE_DIR.parents[1] / "workflow" / "scripts"
 
 #: How a job's process runs (its log, offline environment, own process or a fork of the warm
 #: worker), not what it computes: their imports are not followed and editing them reruns nothing.
-RUNNER_MODULES = frozenset({f"{PACKAGE}.warm", f"{PACKAGE}.jobs"})
+RUNNER_MODULES = frozenset({f"{PACKAGE}.plan.warm", f"{PACKAGE}.plan.jobs"})
 
 #: The keys of a model entry that change its weights, tokenizer or model config.
 MODEL_IDENTITY = ("source", "path", "revision", "package", "subdir", "config", "max_positions", "num_layers")
@@ -54,7 +54,7 @@ PRESENTED_EVAL_SET = ("kind", "column", "display", "paper_column")
 
 
 def module_file(name: str) -> Path | None:
-    """The source file of package module `name` ("lwob.training"), or None outside the package."""
+    """The source file of package module `name` ("lwob.run.training"), or None outside the package."""
     if name != PACKAGE and not name.startswith(PACKAGE + "."):
         return None
     base = PACKAGE_DIR.joinpath(*name.split(".")[1:])
@@ -90,7 +90,7 @@ def _submodules(package: str) -> list[str]:
 
 def _imported_names(tree: ast.Module, module: str | None, is_package: bool) -> set[str]:
     """Package modules named by the import statements of a module (anywhere in it) and by
-    `"lwob.x:function"` job targets (strings passed to lwob.jobs.run_job)."""
+    `"lwob.x:function"` job targets (strings passed to lwob.plan.jobs.run_job)."""
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -104,7 +104,7 @@ def _imported_names(tree: ast.Module, module: str | None, is_package: bool) -> s
             else:
                 base = node.module or ""
             names.add(base)
-            # `from lwob import config` imports the module lwob.config
+            # `from lwob import tasks` imports the module lwob.tasks
             names.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and ":" in node.value:
             target = node.value.split(":", 1)[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_write_bytes, read_json, verify_sha256, write_json
+from ..io import atomic_write_bytes, read_json, verify_sha256, write_json
 from .fastpath import FastPath
 from .training import build_run_model, load_part, resolve_device, score_part
 
@@ -27,7 +27,7 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from . import methods, tasks
+    from .. import methods, tasks
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -43,7 +43,7 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     device = resolve_device(hp.get("device", "auto"))
     fast = FastPath.from_record(record)  # scored at the precision it was trained at
     fast.apply_backend(device)
-    # The evaluate job's setting (an evaluation-only setting, lwob.config.EVALUATION_ONLY);
+    # The evaluate job's setting (an evaluation-only setting, lwob.plan.config.EVALUATION_ONLY);
     # the run's recorded one when called without it.
     batch_size = int(batch_size or hp.get("eval_batch_size") or 128)
 

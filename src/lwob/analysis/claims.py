@@ -6,9 +6,9 @@ comes from, says what is checked and by which rule, and evaluates to a `Verdict`
 an input is absent; the summary says why), a one-sentence summary and an evidence table.
 
 Inputs (as the workflow writes them; scores are fractions, differences method minus FFT):
-results/summary.csv (`lwob.aggregate`), results/statistics/comparisons.csv
-(`lwob.stats.compare_to_reference`), results/runs.csv, results/increments/figure1.csv
-(`lwob.increments.write_increment_figure`, optional) and the config dict.
+results/summary.csv (`lwob.analysis.aggregate`), results/statistics/comparisons.csv
+(`lwob.analysis.stats.compare_to_reference`), results/runs.csv, results/increments/figure1.csv
+(`lwob.analysis.increments.write_increment_figure`, optional) and the config dict.
 
 Conventions shared by the rules:
 
@@ -21,7 +21,7 @@ Conventions shared by the rules:
   `compare_to_reference` used (by default every comparison of the run).
 * MARGIN (0.01 = one point of accuracy / F1) is the smallest difference counted as more
   than "little".
-* Score per eval set: its primary metric (`lwob.stats.primary_metric`: accuracy; QA F1 on
+* Score per eval set: its primary metric (`lwob.analysis.stats.primary_metric`: accuracy; QA F1 on
   original sets, the worst-case adv_f1 on adversarial sets).
 
 API::
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from .io import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .stats import paired_t, primary_metric
 
 ALPHA = 0.05

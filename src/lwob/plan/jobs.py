@@ -1,5 +1,5 @@
 """What every Snakemake job script shares: its log file, a quiet offline HF stack, and
-the choice between running in this process or in the warm worker (lwob.warm)."""
+the choice between running in this process or in the warm worker (lwob.plan.warm)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def run_job(snakemake, target: str, *, offline: bool = True, **kwargs) -> None:
         log_path.write_text(
             f"job {snakemake.rule} {dict(snakemake.wildcards)} ({'warm worker' if warm else 'own process'})\n"
         )
-    from .errors import ConfigError, DataError
+    from ..errors import ConfigError, DataError
     from .warm import JobFailed
 
     try:

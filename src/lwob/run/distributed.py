@@ -21,27 +21,21 @@ process's RNG, so a preempted multi-process run resumes like a single-process on
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import time
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 STRATEGIES = ("ddp", "fsdp")
 
 
 def check(method_cls, processes: int, parallel: str, where: str) -> None:
     """A run's `training.processes`/`training.parallel` suit its method (ConfigError); the
-    rule lives in lwob.config, which applies it when the workflow is planned."""
-    from .config import check_strategy
+    rule lives in lwob.plan.config, which applies it when the workflow is planned."""
+    from ..plan.config import check_strategy
 
     check_strategy(method_cls, processes, parallel, where)
 
@@ -177,88 +171,3 @@ def _layer_lists(model) -> list[torch.nn.ModuleList]:
     """The model's stacks of transformer layers (encoder or decoder `layer`/`layers` lists)."""
     return [m for name, m in model.named_modules()
             if isinstance(m, torch.nn.ModuleList) and name.split(".")[-1] in ("layer", "layers", "h") and len(m)]
-
-
-# --------------------------------------------------------------------------- launcher
-
-
-def launch(processes: int, train_kwargs: dict, threads: int | None) -> dict:
-    """Run `train_run(**train_kwargs)` in `processes` processes (torch.distributed.run);
-    return the record the main process wrote.
-
-    SIGTERM/SIGUSR1 to this job process are passed on, so a SLURM preemption reaches the
-    training processes, which save a checkpoint together and exit.
-    """
-    from .checkpoint import PREEMPTED_EXIT
-    from .io import read_json
-
-    out_dir = Path(train_kwargs["out_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec = out_dir / "launch.json"
-    spec.write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in train_kwargs.items()},
-                               default=str, indent=1))
-    per_process = max(1, (threads or os.cpu_count() or 1) // processes)
-    env = {**os.environ, "OMP_NUM_THREADS": str(per_process)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           "-m", "lwob.distributed", str(spec)]
-    print("launch:", " ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, env=env, stdout=sys.stdout, stderr=sys.stderr, preexec_fn=_die_with_parent)
-    forwarded: dict = {}
-
-    def forward(signum, frame):
-        forwarded["signal"] = signum
-        proc.send_signal(signum)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1)}
-    try:
-        code = proc.wait()
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    spec.unlink(missing_ok=True)
-    if code != 0:
-        if forwarded:
-            raise SystemExit(PREEMPTED_EXIT)
-        raise RuntimeError(f"distributed training ({processes} processes) failed with exit status {code}; "
-                           "the processes' output is above")
-    return read_json(out_dir / "train.json")
-
-
-def _die_with_parent() -> None:
-    """In the launcher's child (torch.distributed.run): SIGKILL when the job process dies,
-    however it dies (Linux; elsewhere the workers' own watch below still stops them)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _stop_when_orphaned(poll_s: float = 1.0) -> None:
-    """A worker whose launcher is gone (the job was killed) stops as if preempted: SIGTERM to
-    itself, so it saves a checkpoint and exits without writing the run's outputs. Killed jobs
-    must not train on and later overwrite a newer run's results. torch.distributed.run starts
-    its workers in sessions of their own, so a kill of the job's process group misses them."""
-    import threading
-
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="lwob-orphan-watch", daemon=True).start()
-
-
-def _worker(spec_path: str) -> None:
-    from .training import train_run
-
-    _stop_when_orphaned()
-    kwargs = json.loads(Path(spec_path).read_text())
-    train_run(**kwargs)
-
-
-if __name__ == "__main__":
-    _worker(sys.argv[1])

@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from .io import atomic_write_bytes, read_json, write_json
+from ..io import atomic_write_bytes, read_json, write_json
 
 
 def choose(cells: dict[str, dict], scores: dict[str, list[float | None]]) -> dict:

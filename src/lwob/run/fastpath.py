@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

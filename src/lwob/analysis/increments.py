@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_write_bytes, read_json, verify_sha256
+from ..io import atomic_write_bytes, read_json, verify_sha256
 
 #: Columns of the tidy statistics table, in order.
 STAT_COLUMNS = ["numel", "mean", "std", "mean_abs", "kurtosis", "max_abs", "frobenius", "effective_rank"]
@@ -179,7 +179,7 @@ class RunIncrements:
 
 
 def _layers_name(model) -> tuple[str, int]:
-    from .methods.base import encoder_layers
+    from ..methods.base import encoder_layers
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = encoder_layers(base)
@@ -192,8 +192,8 @@ def model_increments(model, method_type: str, initial: dict, model_type: str | N
     the {name: tensor} snapshot of its trainable parameters right after the build."""
     import torch
 
-    from . import methods
-    from .methods.base import head_names
+    from .. import methods
+    from ..methods.base import head_names
 
     cls = methods.get(method_type)
     with torch.no_grad():
@@ -224,7 +224,7 @@ def model_increments(model, method_type: str, initial: dict, model_type: str | N
 
 def initial_state(model) -> dict:
     """Snapshot of the trainable parameters of a freshly built model (the initial values)."""
-    from .methods import trainable_state
+    from ..methods import trainable_state
 
     return {n: p.detach().clone() for n, p in trainable_state(model).items()}
 
@@ -234,8 +234,8 @@ def run_increments(*, model_dir, meta: dict, method_type: str, method_options: d
     """Rebuild a run's model (as training and evaluation do), load `weights`
     (weights.safetensors), return its increments. `seed`, `total_steps` are the run's (from
     train.json): they fix the seeded head/adapter initialisation and AdaLoRA's schedule."""
-    from . import methods
-    from .training import build_run_model
+    from .. import methods
+    from ..run.training import build_run_model
 
     model, _, _, ctx, _ = build_run_model(model_dir=model_dir, meta=meta, method_type=method_type,
                                           method_options=method_options, seed=seed, total_steps=total_steps,
@@ -271,7 +271,7 @@ def write_stats_csv(df: pd.DataFrame, path) -> None:
 
 def default_selector(model_type: str | None) -> str:
     """The last layer's query projection of the model family (`last.query`, OPT `last.q_proj`)."""
-    from .methods._peft import ATTENTION_QV
+    from ..methods._peft import ATTENTION_QV
 
     return f"last.{ATTENTION_QV.get(model_type or '', ['query'])[0]}"
 
@@ -405,15 +405,15 @@ def increment_histograms(values: dict, out_pdf, out_png, *, labels: dict | None 
     `values`: method -> 1-D/any-shape array of increments, or None when the method has no
     increment in the module (its panel says so; in the overlay it is listed in the legend).
     `labels`/`colors`/`params` (which tensor, e.g. weight/bias) per method are optional (colours
-    default to lwob.figures.method_color of the name, taken as the method type).
+    default to lwob.report.figures.method_color of the name, taken as the method type).
     `layout`: ``faceted`` (one panel per method, own x range) or ``overlay`` (one panel,
     shared bins). y axis: log count. Writes PDF and PNG (reproducible bytes); returns the
     plotted summary (method, label, param, n, std, mean_abs, kurtosis, max_abs).
     """
     import matplotlib
     import matplotlib.style
-    from .figures import method_color, render_bytes
-    from .tables import method_display
+    from ..report.figures import method_color, render_bytes
+    from ..report.tables import method_display
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
@@ -421,7 +421,7 @@ def increment_histograms(values: dict, out_pdf, out_png, *, labels: dict | None 
         raise ValueError(f"layout must be faceted or overlay, got {layout!r}")
     labels, params, colors = dict(labels or {}), dict(params or {}), dict(colors or {})
     names = list(values)
-    # The figures' shared palette (lwob.figures.method_color); a bare name is taken as its type.
+    # The figures' shared palette (lwob.report.figures.method_color); a bare name is taken as its type.
     color = {m: colors.get(m) or method_color(m, {}) for m in names}
     rows = []
     data = {}
@@ -495,8 +495,8 @@ def write_increment_figure(*, selected: dict, out_pdf, out_png, methods: dict | 
     selected-module file (`write_run_increments`' out_selected; one run per method, in the
     order to draw). `methods`/`models`: the config's blocks (display names, method types for
     colours). Optionally writes the plotted summary to `out_csv`."""
-    from .figures import method_color
-    from .tables import method_display, model_display
+    from ..report.figures import method_color
+    from ..report.tables import method_display, model_display
 
     methods = methods or {}
     values, labels, params, colors, modules, run_ids = {}, {}, {}, {}, [], []

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from .io import atomic_write_bytes, read_json
+from ..io import atomic_write_bytes, read_json
 from .stats import seed_ci
 
 RUN_KEYS = ["model", "task", "method", "seed"]

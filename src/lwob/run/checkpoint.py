@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 FILENAME = "checkpoint.pt"
 #: exit status of a job that saved and stopped on SIGTERM (128 + 15, as if killed by it)

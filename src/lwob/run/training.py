@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ConfigError
-from .io import read_json, sha256_file, verify_sha256, write_json
+from ..errors import ConfigError
+from ..io import read_json, sha256_file, verify_sha256, write_json
 
 HP_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
@@ -36,10 +36,10 @@ HP_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "group_by_length": False,
     # Processes for one run (GPUs, or CPU processes with gloo) and how they share the work:
-    # "ddp" replicates the model, "fsdp" shards it (lwob.distributed).
+    # "ddp" replicates the model, "fsdp" shards it (lwob.run.distributed).
     "processes": 1,
     "parallel": "ddp",
-    # The fast path (lwob.fastpath): bf16 autocast with fp32 master weights where the hardware
+    # The fast path (lwob.run.fastpath): bf16 autocast with fp32 master weights where the hardware
     # has bf16 ("auto"), TF32 on CUDA, fused AdamW, optional torch.compile.
     "precision": "auto",
     "tf32": True,
@@ -196,7 +196,7 @@ def predict(model, part: Part, batch_size: int, device: torch.device, outputs: t
             per_token: bool = False, fast=None) -> dict[str, torch.Tensor]:
     """Model outputs in the part's row order, fp32 on CPU: name -> (N, classes), or with
     per_token (N, Lmax) where positions past a row's length hold -inf. Under inference mode
-    and the run's precision (`fast`, a lwob.fastpath.FastPath; None: fp32)."""
+    and the run's precision (`fast`, a lwob.run.fastpath.FastPath; None: fp32)."""
 
     was_training = model.training
     model.eval()
@@ -241,8 +241,8 @@ def build_run_model(*, model_dir, meta: dict, method_type: str, method_options: 
                     total_steps: int | None, model_config: dict | None = None):
     """set_seed -> load base model -> set_seed -> method.build. Returns (model, method class,
     options, ctx, base_total). `model_config` overrides entries of the model's config.json."""
-    from . import methods, tasks
-    from .models import load_for_task, model_info_from_dir
+    from .. import methods, tasks
+    from ..models import load_for_task, model_info_from_dir
 
     cls = methods.get(method_type)
     options = methods.parse_options(method_type, method_options or {}, "method.options")
@@ -381,22 +381,17 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
               checkpoint_minutes: float | None = None) -> dict:
     """Train one run; write out_dir/weights.safetensors (best epoch) and out_dir/train.json.
 
-    Preemption-safe (lwob.checkpoint): SIGTERM saves out_dir/checkpoint.pt and exits 143; a
+    Preemption-safe (lwob.run.checkpoint): SIGTERM saves out_dir/checkpoint.pt and exits 143; a
     later call resumes from it; `checkpoint_minutes` also saves one periodically.
-    With `processes` above 1 the run is launched in that many processes (lwob.distributed).
+    One process of a run; lwob.run.launch.train starts `processes` of them.
     """
-    from . import checkpoint, distributed, methods, provenance, tasks
+    from . import checkpoint, distributed, provenance
+    from .. import methods, tasks
     from .fastpath import FastPath
 
     start = time.perf_counter()
     hp = resolve_hyperparameters(hyperparameters)
     distributed.check(methods.get(method_type), hp["processes"], hp["parallel"], "training")
-    if hp["processes"] > 1 and not distributed.in_worker():
-        return distributed.launch(hp["processes"], dict(
-            model_dir=model_dir, tokenized_dir=tokenized_dir, method_type=method_type,
-            method_options=method_options, hyperparameters=hyperparameters, seed=seed, out_dir=out_dir,
-            run_id=run_id, provenance_extra=provenance_extra, model_config=model_config,
-            checkpoint_minutes=checkpoint_minutes), threads)
     par = distributed.Parallel.start(hp["parallel"], hp["device"])
     if threads and par.world == 1:
         torch.set_num_threads(int(threads))

@@ -2,7 +2,7 @@
 scripts that outlive SLURM's SIGTERM.
 
 Applied by rules/common.smk in the submitting Snakemake process (docs/CLUSTER.md, "Array
-jobs" and "Preemption"). Kept apart from lwob.config: it touches the plugin, not the
+jobs" and "Preemption"). Kept apart from lwob.plan.config: it touches the plugin, not the
 workflow's settings.
 """
 
@@ -68,7 +68,7 @@ def homogeneous_slurm_arrays(plugin) -> bool:
 #: same). A plain `/bin/sh` batch script dies of it at once, and when the batch script ends
 #: SLURM kills whatever is left, so training would be killed in the middle of saving its
 #: checkpoint. Ignoring the signal in the shells keeps them waiting for their child; the
-#: training process installs its own handler (lwob.checkpoint), saves and exits 143, and the
+#: training process installs its own handler (lwob.run.checkpoint), saves and exits 143, and the
 #: job ends with that status. Snakemake's own processes handle SIGTERM themselves.
 SURVIVE_SIGTERM = "trap '' TERM USR1;"
 

@@ -1,0 +1,1 @@
+"""Analysis over finished runs: aggregation, statistics, selection, increments, resource study, claims."""

@@ -1,0 +1,1 @@
+"""Reporting: LaTeX/CSV tables, figures, failure marking and escaping for the report."""

@@ -1,0 +1,1 @@
+"""Running one job: model building, training (single process or distributed), checkpoints, evaluation."""
