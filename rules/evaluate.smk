@@ -7,8 +7,8 @@ rule evaluate:
         unpack(trained_run),
         eval_parts=eval_parts,
     output:
-        metrics="results/eval/{model}/{task}/{method}/seed{seed}.json",
-        predictions="results/eval/{model}/{task}/{method}/seed{seed}.predictions.parquet",
+        metrics=paths.EVAL_RECORD,
+        predictions=paths.PREDICTIONS,
     log:
         "logs/evaluate/{model}/{task}/{method}/seed{seed}.log",
     benchmark:

@@ -6,12 +6,12 @@
 
 rule train_cell:
     input:
-        data="data/tokenized/{model}/{task}/meta.json",
-        model="resources/models/{model}.json",
+        data=paths.TOKENIZED,
+        model=paths.MODEL_RECORD,
     output:
         # Only the validation scores in the record are used: the weights are not kept.
-        weights=temp("results/selection/{model}/{task}/{method}/{cell}/seed{seed}/weights.safetensors"),
-        record="results/selection/{model}/{task}/{method}/{cell}/seed{seed}/train.json",
+        weights=temp(paths.GRID_WEIGHTS),
+        record=paths.GRID_RECORD,
     log:
         "logs/train_cell/{model}/{task}/{method}/{cell}/seed{seed}.log",
     benchmark:
@@ -33,7 +33,7 @@ rule select:
     input:
         records=grid_records,
     output:
-        choice="results/selection/{model}/{task}/{method}/chosen.json",
+        choice=paths.CHOICE,
     log:
         "logs/select/{model}/{task}/{method}.log",
     params:
@@ -47,9 +47,9 @@ rule select:
 
 rule selection_table:
     input:
-        choices=[f"results/selection/{m}/{t}/{x}/chosen.json" for m, t, x in SELECTED],
+        choices=chosen_cells(),
     output:
-        csv=report("results/selection.csv", caption="../reports/captions/selection.rst", category="Protocol"),
+        csv=report(paths.SELECTION_TABLE, caption="../reports/captions/selection.rst", category="Protocol"),
     log:
         "logs/selection_table.log",
     params:

@@ -6,12 +6,12 @@
 
 rule train:
     input:
-        data="data/tokenized/{model}/{task}/meta.json",
-        model="resources/models/{model}.json",
+        data=paths.TOKENIZED,
+        model=paths.MODEL_RECORD,
         selection=selection_input,
     output:
-        weights="results/runs/{model}/{task}/{method}/seed{seed}/weights.safetensors",
-        record="results/runs/{model}/{task}/{method}/seed{seed}/train.json",
+        weights=paths.WEIGHTS,
+        record=paths.TRAIN_RECORD,
     log:
         "logs/train/{model}/{task}/{method}/seed{seed}.log",
     benchmark:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,29 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+# The SLURM executor plugin runs `scontrol show config` whenever Snakemake is imported (every
+# `snakemake` process, whatever its executor). Where SLURM's client is installed but no
+# controller answers (this machine once tests/test_slurm_cluster.py has stopped its cluster),
+# that call waits 9 s before failing: 9 s on every dry run. For the session, a stub
+# `scontrol` that fails at once goes first on PATH; the SLURM tests run the real one
+# (real_slurm_env()). Nothing but the plugin's help text reads that call's answer.
+SLURM_STUB_DIR: str | None = None
+if shutil.which("scontrol"):
+    SLURM_STUB_DIR = tempfile.mkdtemp(prefix="lwob-scontrol-stub-")
+    _stub = Path(SLURM_STUB_DIR) / "scontrol"
+    _stub.write_text("#!/bin/sh\n# tests/conftest.py: no SLURM controller for this test session\nexit 1\n")
+    _stub.chmod(0o755)
+    os.environ["PATH"] = os.pathsep.join([SLURM_STUB_DIR, os.environ.get("PATH", "")])
+    atexit.register(shutil.rmtree, SLURM_STUB_DIR, True)
+
+
+def real_slurm_env(env: dict | None = None) -> dict:
+    """`env` (default: this process's) with the real SLURM commands on PATH (no stub)."""
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != SLURM_STUB_DIR)
+    return env
+
+
 # Two tasks in the shape the table/figure code sees: one column (sst2), and one task that
 # feeds two columns (mnli matched and mismatched), as the paper's Table 3 has.
 SYNTHETIC_TASKS = {
@@ -28,6 +55,18 @@ SYNTHETIC_TASKS = {
         "origin": {"kind": "origin", "column": "mnli"}, "adv": {"kind": "adv", "column": "mnli"},
         "origin-mm": {"kind": "origin", "column": "mnli-mm"}, "adv-mm": {"kind": "adv", "column": "mnli-mm"}}},
 }
+
+
+def pytest_collection_modifyitems(config, items):
+    """The full-size demo's tests (marker `demo`, about 16 minutes) run only when the -m
+    expression names `demo` (pytest -m demo, make test-demo); any other selection, such as
+    -m "not slurm", leaves them out."""
+    if "demo" in (config.getoption("markexpr") or ""):
+        return
+    deselected = [item for item in items if item.get_closest_marker("demo") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item.get_closest_marker("demo") is None]
 
 
 def load_config(name: str) -> dict:
@@ -55,6 +94,10 @@ def reduced_demo_config() -> dict:
                 dataset["n_train"] = dataset["n_train"] * 2 // 3
     if "resource_study" in config:
         config["resource_study"]["steps"] = 1
+    # GLUE's other tasks in their own metrics: off in the full demo (it would move the pooled
+    # statistics of the other studies), on here so CI runs CoLA, MRPC and STS-B end to end.
+    if "glue_metrics" in config["studies"]:
+        config["studies"]["glue_metrics"]["enabled"] = True
     return config
 
 
@@ -63,6 +106,27 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not available: {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory) -> Path:
+    """A synthetic tokenized SST-2-like task for the demo model (tests/training_data.py)."""
+    from training_data import write_tokenized
+
+    return write_tokenized(tmp_path_factory.mktemp("tok") / "minilm" / "demo-sst2",
+                           {"train": 48, "validation": 24, "origin": 30, "adv": 20}, unlabelled="adv")
+
+
+@pytest.fixture(scope="session")
+def publication_tools():
+    """pdflatex (with booktabs) and headless Chromium, as found or installed with apt-get
+    (tests/publishing.py). Tools that cannot be had fail the test: never a skip."""
+    from publishing import install_publication_tools
+
+    tools = install_publication_tools()
+    if isinstance(tools, str):
+        pytest.fail(f"{tools} (deselect the TeX/Chromium tests with -m 'not tex')", pytrace=False)
+    return tools
 
 
 @pytest.fixture
@@ -107,3 +171,35 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
             elif parts and not set(line.strip()) <= {"-", " "}:
                 in_table = False
     return counts
+
+
+# --------------------------------------------------------------------------- the warm worker
+TESTS = Path(__file__).resolve().parent
+
+
+def start_server(sock: Path, patch: str = "") -> subprocess.Popen:
+    """A warm server of the test's own at `sock`, without the heavy preloads (fast to start);
+    `patch` is Python run in the server before it serves (e.g. replacing a function). Its
+    jobs may name functions of the test modules (tests/ is on its PYTHONPATH)."""
+    code = ("import os, sys\nfrom pathlib import Path\nfrom lwob.plan import warm\n" + patch +
+            "\nwarm.serve(Path(sys.argv[1]), idle=120, preload=())\n")
+    log = open(sock.with_suffix(".log"), "a")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(sock)], stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO / "src")])})
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        assert proc.poll() is None, sock.with_suffix(".log").read_text()
+        assert time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def server_socket(tmp_path_factory):
+    """A warm server for the module (tests/test_warm_kill.py, test_warm_security.py)."""
+    sock = tmp_path_factory.mktemp("warm") / "w.sock"
+    proc = start_server(sock)
+    yield sock
+    proc.kill()
+    proc.wait()

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from lwob.run import checkpoint, training
 
-from test_training import HP, _train, tokenized  # noqa: F401 - the tokenized fixture
+from training_data import _train
 
 
 def _sigterm_at(monkeypatch, at_step: int, signum: int = signal.SIGTERM):
@@ -34,7 +34,7 @@ def _sigterm_at(monkeypatch, at_step: int, signum: int = signal.SIGTERM):
     ("lora", None, 8),                  # mid-epoch 2 (6 steps per epoch; after the epoch-1 validation)
     ("adalora", {"init_r": 6, "target_r": 2, "tinit": 2, "tfinal": 4, "deltaT": 1}, 9),  # allocator state
 ])
-def test_sigterm_saves_and_rerun_resumes_bitwise(tokenized, tmp_path, monkeypatch, method, options, at_step):  # noqa: F811
+def test_sigterm_saves_and_rerun_resumes_bitwise(tokenized, tmp_path, monkeypatch, method, options, at_step):
     full = _train(tokenized, tmp_path / "full", method=method, options=options)
 
     sent = _sigterm_at(monkeypatch, at_step)
@@ -56,7 +56,7 @@ def test_sigterm_saves_and_rerun_resumes_bitwise(tokenized, tmp_path, monkeypatc
     assert wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa)
 
 
-def test_checkpoint_of_another_run_is_not_used(tokenized, tmp_path, monkeypatch):  # noqa: F811
+def test_checkpoint_of_another_run_is_not_used(tokenized, tmp_path, monkeypatch):
     _sigterm_at(monkeypatch, 3)
     with pytest.raises(checkpoint.Preempted):
         _train(tokenized, tmp_path / "run", method="lora")
@@ -68,7 +68,7 @@ def test_checkpoint_of_another_run_is_not_used(tokenized, tmp_path, monkeypatch)
     assert other["epochs"] == fresh["epochs"]
 
 
-def test_periodic_checkpoint_does_not_change_results(tokenized, tmp_path, monkeypatch):  # noqa: F811
+def test_periodic_checkpoint_does_not_change_results(tokenized, tmp_path, monkeypatch):
     saved = []
     real_save = checkpoint.save
     monkeypatch.setattr(checkpoint, "save", lambda path, state: (saved.append(state["step"]), real_save(path, state)))
@@ -81,7 +81,7 @@ def test_periodic_checkpoint_does_not_change_results(tokenized, tmp_path, monkey
     assert not (tmp_path / "a" / checkpoint.FILENAME).exists()
 
 
-def test_ctrl_c_saves_like_sigterm_and_exits_nonzero(tokenized, tmp_path, monkeypatch):  # noqa: F811
+def test_ctrl_c_saves_like_sigterm_and_exits_nonzero(tokenized, tmp_path, monkeypatch):
     """SIGINT (Ctrl-C) keeps the training done so far: checkpoint, exit 130, bitwise resume."""
     full = _train(tokenized, tmp_path / "full", method="lora")
     handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN where the suite runs in the background

@@ -6,6 +6,7 @@ Timings themselves: benchmarks/bench_dag.py (too noisy on a shared machine for a
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -55,31 +56,28 @@ def test_a_config_change_in_the_same_process_is_seen(demo_config):
     assert {r.seed for r in cfg.runs(c)} >= {7777}
 
 
-def test_config_time_parallel_check_matches_training(paper_config):
-    """config.check_parallel (planning, from the config) and lwob.run.distributed.check (at run
-    time, from the resolved settings) accept and refuse the same runs, with the same message."""
-    pytest.importorskip("torch")
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_planning_refuses_exactly_the_runs_training_would_refuse(demo_config, parallel):
+    """Validating the config (what `snakemake -n` does first) applies the multi-process rule to
+    every run: with two processes under FSDP, each method that cannot be sharded is refused
+    at planning time, naming one of its runs, and every other method (and DDP) plans; the
+    method classes say what training itself refuses (tests/test_distributed.py runs it)."""
     from lwob import methods as registry
-    from lwob.run.distributed import check
 
-    for method in paper_config["methods"]:
-        cls = cfg.method_class(paper_config, method)
-        for processes in (1, 2, 4):
-            for parallel in ("ddp", "fsdp"):
-                paper_config["methods"][method]["training"] = {
-                    **(paper_config["methods"][method].get("training") or {}),
-                    "processes": processes, "parallel": parallel}
-                where = f"'training' of run roberta-base/rte/{method}"
-                errors = []
-                for fn in (lambda: cfg.check_parallel(paper_config, "roberta-base", "rte", method, cls),
-                           lambda: check(cls, processes, parallel, where)):
-                    try:
-                        fn()
-                        errors.append(None)
-                    except ConfigError as e:
-                        errors.append(str(e))
-                assert errors[0] == errors[1], (method, processes, parallel)
-    assert not registry.get("adalora").shardable  # the refusal above was exercised
+    refused = []
+    for method in demo_config["methods"]:
+        c = copy.deepcopy(demo_config)
+        training = c["methods"][method].setdefault("training", {})
+        training.update(processes=2, parallel=parallel)
+        try:
+            validate(c)
+        except ConfigError as e:
+            assert f"/{method}" in str(e) and "FSDP" in str(e), str(e)
+            refused.append(method)
+    cannot_shard = [m for m in demo_config["methods"]
+                    if not registry.get(demo_config["methods"][m]["type"]).shardable]
+    assert "adalora" in cannot_shard  # the refusal is exercised
+    assert refused == (cannot_shard if parallel == "fsdp" else []), (parallel, refused)
 
 
 def test_planning_the_paper_dag_never_imports_torch():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lwob.data import demo
+from lwob.data.demo import sentiment
 from lwob.data.sources import check_spec, materialize
 from lwob.errors import ConfigError
 
@@ -44,7 +45,7 @@ def test_demo_shapes_balance_and_adv(gen, cols):
 def test_synonyms_are_held_out():
     d = demo.generate({"generator": "sentiment", "seed": 0, "perturbations": ["synonym"]})
     vocab = {w for s in ("train", "validation", "test") for t in d[s]["sentence"] for w in t.split()}
-    rare = {w for syns in demo._SYN.values() for w in syns}
+    rare = {w for syns in sentiment._SYN.values() for w in syns}
     assert not vocab & rare
     adv_words = {w for t in d["adv"]["sentence"] for w in t.split()}
     assert adv_words & rare

@@ -22,7 +22,9 @@ import yaml
 
 from conftest import REPO, load_config, planned_jobs, reduced_demo_config
 
-pytestmark = pytest.mark.slow
+# The module's first test also runs the demo (the fixture): about 10 minutes at CI size, 16
+# for the full demo on an idle 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
 
 # The config the demo fixture ran (the full demo's or the CI-size one), in the copy.
 USED = "config/used.yaml"
@@ -244,15 +246,13 @@ def test_selection_on_validation_and_statistics(demo):
 
 
 # --------------------------------------------------------------------------- publication-ready outputs
-# pdflatex and headless Chromium on the demo's outputs; the tools, the standalone wrapper and
-# the report checks are shared with tests/test_publication.py (skipped without root/apt-get
-# when pdflatex or chromium is missing).
+# pdflatex and headless Chromium on the demo's outputs; the tools (the `publication_tools`
+# fixture in conftest.py: installed when missing, a failed install fails), the standalone
+# wrapper and the report checks are shared with tests/test_publication.py (tests/publishing.py).
 
-from test_publication import (  # noqa: E402
-    assert_compiles, compile_table, console_errors, listed_paths, open_in_chromium, publication_tools, report_listing,
+from publishing import (  # noqa: E402
+    assert_compiles, compile_table, console_errors, listed_paths, open_in_chromium, report_listing,
 )
-
-_ = publication_tools  # the session fixture, used by name below
 
 
 def _demo_studies(demo: Path) -> list[str]:
@@ -260,6 +260,7 @@ def _demo_studies(demo: Path) -> list[str]:
     return [name for name, s in cfg["studies"].items() if s.get("enabled", True)]
 
 
+@pytest.mark.tex
 def test_demo_tables_compile_with_pdflatex(demo, publication_tools, tmp_path):
     """Every generated table (the studies' and the side-by-side ones under paper/), in the
     standalone wrapper (article, booktabs, graphicx, longtable)."""
@@ -277,6 +278,7 @@ def test_demo_tables_compile_with_pdflatex(demo, publication_tools, tmp_path):
     assert not failed, failed
 
 
+@pytest.mark.tex
 def test_demo_report_opens_in_headless_chromium(demo, publication_tools, tmp_path):
     """results/report.html in headless Chromium without network: its scripts run without an
     error, the app renders its navigation, and it lists every table, figure and data file."""

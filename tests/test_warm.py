@@ -6,7 +6,7 @@ import pytest
 from safetensors.torch import load_file
 
 from lwob.plan import warm
-from test_training import HP, MINILM, RUN_ID, _train, write_tokenized
+from training_data import HP, MINILM, RUN_ID, _train, write_tokenized
 
 
 @pytest.fixture(scope="module")

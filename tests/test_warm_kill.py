@@ -20,32 +20,6 @@ from conftest import REPO
 TESTS = Path(__file__).resolve().parent
 
 
-def start_server(sock: Path, patch: str = "") -> subprocess.Popen:
-    """A warm server of the test's own at `sock`, without the heavy preloads (fast to start);
-    `patch` is Python run in the server before it serves (e.g. replacing a function)."""
-    code = ("import os, sys\nfrom pathlib import Path\nfrom lwob.plan import warm\n" + patch +
-            "\nwarm.serve(Path(sys.argv[1]), idle=120, preload=())\n")
-    log = open(sock.with_suffix(".log"), "a")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(sock)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO / "src")])})
-    deadline = time.monotonic() + 60
-    while not sock.exists():
-        assert proc.poll() is None, sock.with_suffix(".log").read_text()
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.05)
-    return proc
-
-
-@pytest.fixture(scope="module")
-def server_socket(tmp_path_factory):
-    sock = tmp_path_factory.mktemp("warm") / "w.sock"
-    proc = start_server(sock)
-    yield sock
-    proc.kill()
-    proc.wait()
-
-
 def slow_job(started: str, output: str, seconds: float, grandchild: bool = False,
              ignore_sigterm: bool = False) -> None:
     """A job that reports its pid (and a descendant's in a session of its own, as

@@ -16,7 +16,7 @@ import pytest
 
 from lwob.plan import jobs, warm
 from lwob.errors import ConfigError
-from test_warm_kill import server_socket, start_server  # noqa: F401 (a fixture)
+from conftest import start_server
 
 
 def write_environment(path: str) -> None:

@@ -20,13 +20,17 @@ ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert", "longformer", "roberta-pr
 #: against the model's module names, since peft silently drops an entry that matches nothing.
 TARGET_OPTIONS = ("target_modules", "feedforward_modules")
 
+#: config.json switches of the linear layers' bias terms (Llama: attention_bias, mlp_bias;
+#: OPT: enable_bias); a model without any of them (BERT, RoBERTa) has biases.
+BIAS_SWITCHES = ("attention_bias", "mlp_bias", "enable_bias", "use_bias", "bias")
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 HUB_PATTERNS = ["config.json", "*.safetensors", "tokenizer*", "vocab*", "merges.txt", "special_tokens_map.json",
                 "spiece.model", "sentencepiece*", "added_tokens.json"]
 
 
 def model_info_from_dir(path: str | os.PathLike) -> dict:
-    """{max_positions (usable), num_layers, model_type, hidden_size} from config.json."""
+    """{max_positions (usable), num_layers, model_type, hidden_size, bias_terms} from config.json."""
     cfg_path = Path(path) / "config.json"
     try:
         cfg = json.loads(cfg_path.read_text())
@@ -40,11 +44,14 @@ def model_info_from_dir(path: str | os.PathLike) -> dict:
         if model_type in ROBERTA_LIKE:
             usable -= int(cfg.get("pad_token_id", 1) if cfg.get("pad_token_id") is not None else 1) + 1
     layers = cfg.get("num_hidden_layers", cfg.get("n_layer", cfg.get("num_layers")))
+    switches = [cfg[k] for k in BIAS_SWITCHES if k in cfg]
     return {
         "max_positions": usable,
         "num_layers": int(layers) if layers is not None else None,
         "model_type": model_type,
         "hidden_size": cfg.get("hidden_size", cfg.get("d_model", cfg.get("n_embd"))),
+        # BitFit needs bias terms: known at config time from the switches, else assumed (None)
+        "bias_terms": any(bool(v) for v in switches) if switches else None,
     }
 
 

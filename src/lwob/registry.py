@@ -2,7 +2,8 @@
 
 Modules register their class with a decorator; lookups of unknown names raise ConfigError
 listing what is known. Both registries are filled by importing every module of their package
-(pkgutil), so adding a method or a task kind is adding one module.
+(pkgutil), so adding a method or a task kind is adding one module; modules outside the
+package register theirs as plugins (lwob.plugins), which a job imports on first need.
 """
 
 from __future__ import annotations
@@ -31,10 +32,20 @@ class Registry(dict):
         return deco
 
     def known(self) -> list[str]:
+        from . import plugins
+
+        plugins.load_from_env()  # a job's plugins count among the names it knows
         return sorted(self)
 
     def get(self, name: str) -> type:  # noqa: D102 - dict.get with an error for unknown names
         try:
             return self[name]
         except (KeyError, TypeError):
-            raise ConfigError(f"unknown {self.what} '{name}' (known: {', '.join(self.known())})") from None
+            pass
+        # A job process imports the workflow's plugins (lwob.plugins) when it first meets a
+        # name it does not know: they may register it.
+        from . import plugins
+
+        if isinstance(name, str) and plugins.load_from_env() and name in self:
+            return self[name]
+        raise ConfigError(f"unknown {self.what} '{name}' (known: {', '.join(self.known())})")

@@ -5,7 +5,7 @@ from lwob.plan.jobs import run_job
 w = snakemake.wildcards
 run_job(
     snakemake,
-    "lwob.analysis.resource_study:probe_job",
+    "lwob.analysis.resources.probe:probe_job",
     model_record=read_json(snakemake.input.model),
     method_type=snakemake.params.method["type"],
     method_options=dict(snakemake.params.method["options"]),

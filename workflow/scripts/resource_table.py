@@ -5,7 +5,7 @@ shown = snakemake.params.shown  # display names, aliases, method types, task col
 out = snakemake.output
 run_job(
     snakemake,
-    "lwob.analysis.resource_study:write_resource_study",
+    "lwob.analysis.resources.table:write_resource_study",
     probes=list(snakemake.input.probes),
     records=list(snakemake.input.records),
     tokenized=dict(snakemake.params.tokenized),

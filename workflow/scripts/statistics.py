@@ -10,4 +10,5 @@ run_job(
     out_comparisons_csv=snakemake.output.comparisons,
     out_stability_csv=snakemake.output.stability,
     out_correlation_csv=snakemake.output.correlation,
+    task_metrics=dict(snakemake.params.task_metrics),
 )

@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_write_bytes, read_json, verify_sha256
+from ..registry import Registry
 
 #: Columns of the tidy statistics table, in order.
 STAT_COLUMNS = ["numel", "mean", "std", "mean_abs", "kurtosis", "max_abs", "frobenius", "effective_rank"]
@@ -396,6 +397,67 @@ def _fmt(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{x:.3g}"
 
 
+#: Figure 1's `increments.layout`: name -> function drawing the histograms,
+#: (summary, data, color, legend_label, bins, dpi) -> matplotlib Figure.
+FIGURE1_LAYOUTS = Registry("Figure 1 layout")
+
+
+@FIGURE1_LAYOUTS.register("faceted")
+def _faceted(summary, data, color, legend_label, bins, dpi):
+    """One panel per method, each with its own x range."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, NullFormatter
+
+    names = list(data)
+    n = max(len(names), 1)
+    ncols = min(math.ceil(math.sqrt(n)), 4)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows + 0.6), dpi=dpi, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, r in zip(axes, summary.itertuples(index=False)):
+        arr = data[r.method]
+        if arr is None or arr.size == 0:
+            ax.text(0.5, 0.5, f"{r.label}:\nno increment\nin this module", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9, color="dimgray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        ax.hist(arr, bins=bins, color=color[r.method], alpha=0.85, label=legend_label(r), log=True)
+        ax.legend(loc="upper right", fontsize=7, frameon=False)
+        ax.tick_params(labelsize=7)
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+        ax.xaxis.get_offset_text().set_fontsize(7)
+        ax.set_xlabel("increment", fontsize=8)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    axes[0].set_ylabel("count (log)", fontsize=8)
+    return fig
+
+
+@FIGURE1_LAYOUTS.register("overlay")
+def _overlay(summary, data, color, legend_label, bins, dpi):
+    """One panel, the methods' histograms over shared bins."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2), dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    present = [d for d in data.values() if d is not None and d.size]
+    edges = np.histogram_bin_edges(np.concatenate(present), bins=bins) if present else bins
+    for r in summary.itertuples(index=False):
+        arr = data[r.method]
+        if arr is None or arr.size == 0:
+            ax.plot([], [], " ", label=f"{r.label}: no increment in this module")
+            continue
+        ax.hist(arr, bins=edges, histtype="step", linewidth=1.3, color=color[r.method],
+                label=legend_label(r), log=True)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_xlabel("increment", fontsize=9)
+    ax.set_ylabel("count (log)", fontsize=9)
+    return fig
+
+
 def increment_histograms(values: dict, out_pdf, out_png, *, labels: dict | None = None,
                          colors: dict | None = None, params: dict | None = None, module: str = "",
                          title: str | None = None, layout: str = "faceted", bins: int = 60,
@@ -406,19 +468,18 @@ def increment_histograms(values: dict, out_pdf, out_png, *, labels: dict | None 
     increment in the module (its panel says so; in the overlay it is listed in the legend).
     `labels`/`colors`/`params` (which tensor, e.g. weight/bias) per method are optional (colours
     default to lwob.report.figures.method_color of the name, taken as the method type).
-    `layout`: ``faceted`` (one panel per method, own x range) or ``overlay`` (one panel,
-    shared bins). y axis: log count. Writes PDF and PNG (reproducible bytes); returns the
-    plotted summary (method, label, param, n, std, mean_abs, kurtosis, max_abs).
+    `layout`: a FIGURE1_LAYOUTS name, ``faceted`` (one panel per method, own x range) or
+    ``overlay`` (one panel, shared bins). y axis: log count. Writes PDF and PNG (reproducible
+    bytes); returns the plotted summary (method, label, param, n, std, mean_abs, kurtosis, max_abs).
     """
     import matplotlib
     import matplotlib.style
     from ..report.figures import method_color, render_bytes
     from ..report.tables import method_display
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator, NullFormatter
 
-    if layout not in ("faceted", "overlay"):
-        raise ValueError(f"layout must be faceted or overlay, got {layout!r}")
+    draw = FIGURE1_LAYOUTS[layout] if layout in FIGURE1_LAYOUTS else None
+    if draw is None:
+        raise ValueError(f"layout must be one of {', '.join(FIGURE1_LAYOUTS.known())}, got {layout!r}")
     labels, params, colors = dict(labels or {}), dict(params or {}), dict(colors or {})
     names = list(values)
     # The figures' shared palette (lwob.report.figures.method_color); a bare name is taken as its type.
@@ -441,46 +502,7 @@ def increment_histograms(values: dict, out_pdf, out_png, *, labels: dict | None 
         return f"{r.label}{what} (std {_fmt(r.std)})"
 
     with matplotlib.style.context("default"), matplotlib.rc_context({"svg.hashsalt": "lwob", "pdf.fonttype": 42}):
-        if layout == "faceted":
-            n = max(len(names), 1)
-            ncols = min(math.ceil(math.sqrt(n)), 4)
-            nrows = math.ceil(n / ncols)
-            fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows + 0.6), dpi=dpi, layout="constrained")
-            axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-            for ax, r in zip(axes, summary.itertuples(index=False)):
-                arr = data[r.method]
-                if arr is None or arr.size == 0:
-                    ax.text(0.5, 0.5, f"{r.label}:\nno increment\nin this module", ha="center", va="center",
-                            transform=ax.transAxes, fontsize=9, color="dimgray")
-                    ax.set_xticks([])
-                    ax.set_yticks([])
-                    continue
-                ax.hist(arr, bins=bins, color=color[r.method], alpha=0.85, label=legend_label(r), log=True)
-                ax.legend(loc="upper right", fontsize=7, frameon=False)
-                ax.tick_params(labelsize=7)
-                ax.yaxis.set_minor_formatter(NullFormatter())
-                ax.xaxis.set_major_locator(MaxNLocator(5))
-                ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
-                ax.xaxis.get_offset_text().set_fontsize(7)
-                ax.set_xlabel("increment", fontsize=8)
-            for ax in axes[len(names):]:
-                ax.set_visible(False)
-            axes[0].set_ylabel("count (log)", fontsize=8)
-        else:
-            fig = Figure(figsize=(6.4, 4.2), dpi=dpi, layout="constrained")
-            ax = fig.subplots()
-            present = [d for d in data.values() if d is not None and d.size]
-            edges = np.histogram_bin_edges(np.concatenate(present), bins=bins) if present else bins
-            for r in summary.itertuples(index=False):
-                arr = data[r.method]
-                if arr is None or arr.size == 0:
-                    ax.plot([], [], " ", label=f"{r.label}: no increment in this module")
-                    continue
-                ax.hist(arr, bins=edges, histtype="step", linewidth=1.3, color=color[r.method],
-                        label=legend_label(r), log=True)
-            ax.legend(fontsize=8, frameon=False)
-            ax.set_xlabel("increment", fontsize=9)
-            ax.set_ylabel("count (log)", fontsize=9)
+        fig = draw(summary, data, color, legend_label, bins, dpi)
         fig.suptitle(title or f"Weight increments of {module or 'the chosen module'}", fontsize=10)
         png, pdf = render_bytes(fig, dpi)
     atomic_write_bytes(out_png, png)

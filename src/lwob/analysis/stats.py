@@ -13,6 +13,10 @@ Everything here is pure (numpy, scipy, pandas); `write_statistics` is the file-l
   difference between these trained runs exceeds test-set sampling noise; seed-to-seed
   noise is what `paired_t` tests. Percentile interval; two-sided p = twice the share of
   resampled differences on the other side of 0 (ties count), at least 1/n_boot, at most 1.
+* `paired_bootstrap_corpus`: the same scheme for corpus metrics that are not means over
+  examples (Matthews correlation, F1 of a class, Pearson, Spearman): each resample of the
+  examples recomputes the metric of every run (with the task kind's own metric function,
+  `corpus_metric`), and the difference of the seed-averaged metrics is what is resampled.
 * `holm`, `benjamini_hochberg`: adjusted p-values (NaNs are left out of the family and stay NaN).
 * `compare_to_reference`: one row per model x task x eval set x method against the
   reference method (FFT), with both tests, the corrections, d_z and the robustness gap.
@@ -21,7 +25,9 @@ Everything here is pure (numpy, scipy, pandas); `write_statistics` is the file-l
   between the stability rank and the performance rank.
 
 Differences are always ``a - b`` = method minus reference (positive: the method scores higher).
-Scores are fractions as in results/metrics.csv.
+Scores are fractions as in results/metrics.csv. Which metric an eval set is judged on comes
+from its task (``task_metrics``: task -> its first configured metric, e.g. MRPC's f1, CoLA's
+matthews, STS-B's pearson), else from the metric names present (`primary_metric`).
 """
 
 from __future__ import annotations
@@ -172,6 +178,64 @@ def paired_bootstrap(a, b, n_boot: int = 10000, seed: int = 0, level: float = 0.
     return Bootstrap(observed, float(low), float(high), p, n, n_seeds, n_boot)
 
 
+def paired_bootstrap_corpus(labels, preds_a, preds_b, statistic: Callable, n_boot: int = 10000, seed: int = 0,
+                            level: float = 0.95, chunk: int = 1000) -> Bootstrap:
+    """Paired bootstrap over examples of a corpus metric's difference a - b.
+
+    labels: (n_examples,) gold labels; preds_a, preds_b: (n_examples,) or (n_seeds,
+    n_examples) predictions, row s of both from seed s, aligned with ``labels``. statistic:
+    f(labels, predictions) -> metric over the last axis (a task kind's ``METRICS`` entry,
+    vectorised over resamples). The observed difference is the mean over seeds of
+    statistic(a_s) - statistic(b_s), i.e. the difference of the seed-averaged metrics that
+    the tables show. Each resample draws the examples with replacement (numpy
+    Generator(seed), the same draw for every seed and both methods) and recomputes the metric
+    of every run; interval and p as `paired_bootstrap` (resamples where the metric is
+    undefined, e.g. a constant prediction for a correlation, are left out).
+    """
+    y = np.asarray(labels)
+    x, z = np.asarray(preds_a), np.asarray(preds_b)
+    if x.ndim == 1:
+        x, z = x[None, :], z[None, :]
+    if x.shape != z.shape or x.ndim != 2 or x.shape[1] != y.shape[0]:
+        raise ValueError(f"paired_bootstrap_corpus: shapes {y.shape}, {x.shape} and {z.shape} do not align")
+    n_seeds, n = x.shape
+    if n == 0 or n_seeds == 0:
+        return Bootstrap(math.nan, math.nan, math.nan, math.nan, n, n_seeds, n_boot)
+    observed = float(np.mean(statistic(np.broadcast_to(y, x.shape), x) - statistic(np.broadcast_to(y, z.shape), z)))
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_boot, dtype=float)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int64)
+        yy = y[idx]
+        boot[start:stop] = np.mean([statistic(yy, x[s][idx]) - statistic(yy, z[s][idx]) for s in range(n_seeds)],
+                                   axis=0)
+    boot = boot[np.isfinite(boot)]
+    if not math.isfinite(observed) or boot.size == 0:
+        return Bootstrap(observed, math.nan, math.nan, math.nan, n, n_seeds, n_boot)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(boot, [alpha, 1 - alpha])
+    tol = 1e-12 * max(1.0, abs(observed))
+    below, above = float(np.mean(boot <= tol)), float(np.mean(boot >= -tol))
+    p = min(1.0, max(1.0 / n_boot, 2 * min(below, above)))
+    return Bootstrap(observed, float(low), float(high), p, n, n_seeds, n_boot)
+
+
+def corpus_metric(metric: str) -> Callable | None:
+    """The task kinds' function computing `metric` over a whole set (``METRICS`` of
+    lwob.tasks.classification / regression), or None. Accuracy is a mean over examples and
+    keeps the per-example path."""
+    if metric == "accuracy":
+        return None
+    from .. import tasks
+
+    for name in tasks.known():
+        fn = (getattr(tasks.get(name), "METRICS", None) or {}).get(metric)
+        if fn is not None:
+            return fn
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Multiple comparisons
 # --------------------------------------------------------------------------------------------
@@ -231,21 +295,44 @@ def _adjust(df: pd.DataFrame, column: str, family: Sequence[str] | None, method)
 
 
 def primary_metric(names: Iterable[str], kind: str | None, adversarial_score: str = "worst_case",
-                   qa_metric: str = "f1") -> str | None:
+                   qa_metric: str = "f1", task_metric: str | None = None) -> str | None:
     """The metric a table shows for an eval set, given the metric names it has.
 
-    Classification: ``accuracy``. Extractive QA: ``f1`` (``qa_metric``) on original sets;
-    on adversarial sets the Jia-Liang worst case ``adv_f1`` unless
-    ``adversarial_score == "plain"`` (as tables.qa_layout / figures.figure_groups).
+    ``task_metric`` (the task's first configured metric, e.g. ``matthews``, ``f1``,
+    ``pearson``) wins when the set has it (on adversarial sets its worst case ``adv_*`` when
+    present, as below). Otherwise: classification ``accuracy``; extractive QA ``f1``
+    (``qa_metric``) on original sets, on adversarial sets the Jia-Liang worst case
+    ``adv_f1`` unless ``adversarial_score == "plain"`` (as tables.qa_layout /
+    figures.figure_groups); then ``matthews``, ``pearson``.
     """
     names = set(names)
+    if task_metric is not None:
+        if kind == "adv" and adversarial_score != "plain" and f"adv_{task_metric}" in names:
+            return f"adv_{task_metric}"
+        if task_metric in names:
+            return task_metric
     if "accuracy" in names:
         return "accuracy"
     if qa_metric in names:
         if kind == "adv" and adversarial_score != "plain" and f"adv_{qa_metric}" in names:
             return f"adv_{qa_metric}"
         return qa_metric
+    for name in ("matthews", "pearson"):
+        if name in names:
+            return name
     return None
+
+
+def example_pairs(predictions: pd.DataFrame, eval_set: str) -> pd.DataFrame | None:
+    """(label, pred) per labelled example of one run on one eval set, indexed by ``idx``:
+    what a corpus metric is recomputed from (None without those columns)."""
+    df = predictions[predictions["eval_set"].astype(str) == str(eval_set)]
+    if not {"label", "pred", "idx"} <= set(df.columns):
+        return None
+    if pd.api.types.is_integer_dtype(df["label"]):
+        df = df[df["label"] >= 0]
+    return pd.DataFrame({"label": df["label"].to_numpy(), "pred": df["pred"].to_numpy()},
+                        index=df["idx"].to_numpy())
 
 
 def example_scores(predictions: pd.DataFrame, eval_set: str, metric: str) -> pd.Series | None:
@@ -395,17 +482,20 @@ def _gap_source(sets: pd.DataFrame, row, metric: str) -> tuple[str, str] | None:
 def compare_to_reference(metrics: pd.DataFrame, predictions=None, reference_method: str = "fft", *,
                          adversarial_score: str = "worst_case", qa_metric: str = "f1",
                          n_boot: int = 10000, seed: int = 0, level: float = 0.95,
-                         family: Sequence[str] | None = None) -> pd.DataFrame:
+                         family: Sequence[str] | None = None,
+                         task_metrics: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Every method against the reference on the same model and eval set (COMPARISON_COLUMNS).
 
     metrics: results/metrics.csv. predictions: see `prediction_source` (None: no bootstrap).
-    Metric per eval set: `primary_metric`. Seeds are matched: n_seeds, seeds and every
+    Metric per eval set: `primary_metric`, given the task's metric from ``task_metrics``
+    (task -> metric name; tasks not in it are judged by the names present). Seeds are matched: n_seeds, seeds and every
     number of a row are over the seeds both methods have (mean_ref / mean_method may then
     differ from the table cell, which uses all seeds of each method).
 
     * diff, diff_low/high, t, df, p_t, d_z: `paired_t`(method, reference) over seeds.
     * boot_*, p_boot, n_examples: `paired_bootstrap` over the examples all of these runs
-      scored, pooled over the matched seeds; NaN (with a note) without predictions.
+      scored, pooled over the matched seeds (`paired_bootstrap_corpus` for a corpus metric:
+      Matthews, F1 of a class, Pearson, Spearman); NaN (with a note) without predictions.
     * p_*_holm, p_*_bh: Holm and Benjamini-Hochberg over a family of rows: all rows of the
       frame (family=None, the default: every comparison reported), or per group of the
       given columns (e.g. ["model", "task"]).
@@ -433,7 +523,8 @@ def compare_to_reference(metrics: pd.DataFrame, predictions=None, reference_meth
         if reference_method not in methods:
             continue
         for es in task_sets.itertuples(index=False):
-            metric = primary_metric(es.names, es.kind, adversarial_score, qa_metric)
+            metric = primary_metric(es.names, es.kind, adversarial_score, qa_metric,
+                                    (task_metrics or {}).get(task))
             if metric is None:
                 continue
             ref = values.get((model, task, reference_method, es.eval_set, metric), {})
@@ -477,12 +568,16 @@ def _bootstrap_row(run, method, reference, seeds, eval_set, metric, n_boot, seed
     if not seeds:
         return empty
     scores_a, scores_b, missing = [], [], []
+    statistic = corpus_metric(metric)
     for s in seeds:
         pa, pb = run(method, s), run(reference, s)
         if pa is None or pb is None:
             missing.append(s)
             continue
-        sa, sb = example_scores(pa, eval_set, metric), example_scores(pb, eval_set, metric)
+        if statistic is not None and metric not in pa.columns:  # a corpus metric, not a per-example mean
+            sa, sb = example_pairs(pa, eval_set), example_pairs(pb, eval_set)
+        else:
+            sa, sb = example_scores(pa, eval_set, metric), example_scores(pb, eval_set, metric)
         if sa is None or sb is None:
             notes.append(f"predictions lack per-example {metric}")
             return empty
@@ -503,6 +598,16 @@ def _bootstrap_row(run, method, reference, seeds, eval_set, metric, n_boot, seed
     if not all(len(sr) == len(common) for sr in runs):
         notes.append(f"bootstrap over the {len(common)} examples all runs scored")
     common = common.sort_values()
+    if isinstance(runs[0], pd.DataFrame):  # corpus metric: recompute it on every resample
+        labels = runs[0]["label"].reindex(common).to_numpy()
+        if any(not np.array_equal(sr["label"].reindex(common).to_numpy(), labels) for sr in runs[1:]):
+            notes.append(f"the runs disagree on the labels of {eval_set}")
+            return empty
+        a = np.vstack([sr["pred"].reindex(common).to_numpy() for sr in scores_a])
+        b = np.vstack([sr["pred"].reindex(common).to_numpy() for sr in scores_b])
+        bs = paired_bootstrap_corpus(labels, a, b, statistic, n_boot=n_boot, seed=seed, level=level)
+        return {"boot_diff": bs.diff, "boot_low": bs.low, "boot_high": bs.high, "p_boot": bs.p,
+                "n_examples": bs.n_examples}
     a = np.vstack([sr.reindex(common).to_numpy(dtype=float) for sr in scores_a])
     b = np.vstack([sr.reindex(common).to_numpy(dtype=float) for sr in scores_b])
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
@@ -544,10 +649,11 @@ CORRELATION_COLUMNS = ["scope", "model", "task", "eval_set", "n_points", "rho", 
 
 
 def stability(metrics: pd.DataFrame, *, kinds: Sequence[str] = ("origin",), adversarial_score: str = "worst_case",
-              qa_metric: str = "f1") -> pd.DataFrame:
+              qa_metric: str = "f1", task_metrics: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Per experiment (model x task x eval set of the given kinds) x method: mean and std over seeds.
 
-    Metric: `primary_metric` of the set (accuracy; QA F1). Within each experiment, as Fu et
+    Metric: `primary_metric` of the set (the task's metric from ``task_metrics``; else
+    accuracy, QA F1). Within each experiment, as Fu et
     al. (Fig. 4): stability_rank 1 = smallest std, performance_rank 1 = highest mean
     (average ranks for ties; methods with fewer than 2 seeds are not ranked).
     """
@@ -560,7 +666,7 @@ def stability(metrics: pd.DataFrame, *, kinds: Sequence[str] = ("origin",), adve
     for es in sets.itertuples(index=False):
         if es.kind not in kinds:
             continue
-        metric = primary_metric(es.names, es.kind, adversarial_score, qa_metric)
+        metric = primary_metric(es.names, es.kind, adversarial_score, qa_metric, (task_metrics or {}).get(es.task))
         if metric is None:
             continue
         block = []
@@ -628,16 +734,18 @@ def _write_csv(df: pd.DataFrame, path) -> None:
 def write_statistics(*, metrics_csv, predictions, out_comparisons_csv, out_stability_csv,
                      out_correlation_csv=None, reference_method: str = "fft",
                      adversarial_score: str = "worst_case", n_boot: int = 10000, seed: int = 0,
-                     family: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                     family: Sequence[str] | None = None,
+                     task_metrics: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read results/metrics.csv and the predictions, write the comparison and stability CSVs.
 
     predictions: a directory laid out as results/eval, a list of predictions parquet paths,
-    or a mapping / callable (`prediction_source`). Returns (comparisons, stability, correlation).
+    or a mapping / callable (`prediction_source`). task_metrics: task -> the metric it is
+    judged on (lwob.plan.config.task_metrics). Returns (comparisons, stability, correlation).
     """
     metrics = pd.read_csv(metrics_csv)
     comparisons = compare_to_reference(metrics, predictions, reference_method, adversarial_score=adversarial_score,
-                                       n_boot=n_boot, seed=seed, family=family)
-    stab = stability(metrics, adversarial_score=adversarial_score)
+                                       n_boot=n_boot, seed=seed, family=family, task_metrics=task_metrics)
+    stab = stability(metrics, adversarial_score=adversarial_score, task_metrics=task_metrics)
     corr = stability_correlation(stab)
     _write_csv(comparisons, out_comparisons_csv)
     _write_csv(stab, out_stability_csv)

@@ -1,7 +1,16 @@
 """Readers for local dataset files and the normalisation shared by every source.
 
 A normalised classification split keeps the original text columns under their own names
-and adds ``label`` (int64, -1 = unlabelled) and ``idx`` (int64 record id within the split).
+and adds ``label`` (int64, -1 = unlabelled; float64 when the labels are real numbers, e.g.
+STS-B similarity scores) and ``idx`` (int64 record id within the split).
+
+GLUE's original TSV releases that pandas cannot read as plain ``tsv``: ``cola`` (no header:
+source, label, original judgement mark, sentence; the test file's header ``index sentence``
+gives unlabelled rows), ``mrpc`` (MSR Paraphrase / GLUE MRPC: header ``Quality #1 ID #2 ID
+#1 String #2 String``, possibly with a byte-order mark; columns become ``label``, ``id1``,
+``id2``, ``sentence1``, ``sentence2``) and ``stsb`` (header ``index genre filename year
+old_index source1 source2 sentence1 sentence2 score``; ``score`` becomes ``label``, absent
+in the test file; fields past the tenth are ignored).
 
 A normalised extractive-QA split (SQuAD layout) has one row per question: ``id`` (str),
 ``title`` (str), ``context`` (str), ``question`` (str), ``answer_text`` (list of str),
@@ -36,7 +45,7 @@ EXTENSIONS = {
     ".zip": "squad",  # a zip holding one SQuAD JSON file (e.g. dev-v1.1.json.zip)
 }
 #: formats for ``{files: {split: path}}`` specs (``squad`` .json files need ``format: squad``)
-FILE_FORMATS = ("tsv", "csv", "parquet", "json", "jsonl", "squad")
+FILE_FORMATS = ("tsv", "csv", "parquet", "json", "jsonl", "squad", "cola", "mrpc", "stsb")
 ALL_FORMATS = FILE_FORMATS + ("advglue",)
 
 
@@ -64,6 +73,8 @@ def read_table(path: str | os.PathLike, fmt: str, dataset: str, split: str | Non
     """Read one local file (tsv, csv, parquet, json, jsonl, squad) into a DataFrame."""
     if fmt == "squad":
         return read_squad(path, dataset, split)
+    if fmt in GLUE_READERS:
+        return read_glue_tsv(path, fmt, dataset, split)
     where = _where(dataset, path, split)
     path = Path(path)
     if not path.is_file():
@@ -98,6 +109,76 @@ def read_table(path: str | os.PathLike, fmt: str, dataset: str, split: str | Non
     except (ValueError, OSError, pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{where}: cannot read as {fmt}: {e}") from None
     raise DataError(f"{where}: unknown format {fmt!r} (known: {', '.join(FILE_FORMATS)})")
+
+
+def _tsv_lines(path: Path) -> list[list[str]]:
+    """Tab-separated fields of every non-empty line (quotes are text, a byte-order mark is dropped)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return [line.rstrip("\r\n").split("\t") for line in f if line.strip("\r\n")]
+
+
+def _read_cola(rows: list[list[str]], where: str) -> pd.DataFrame:
+    if rows and rows[0][:2] == ["index", "sentence"]:  # the test file: no labels
+        body = rows[1:]
+        bad = [i + 2 for i, r in enumerate(body) if len(r) != 2]
+        if bad:
+            raise DataError(f"{where}: CoLA test line(s) {bad[:5]} do not have 2 fields (index, sentence)")
+        return pd.DataFrame({"index": [r[0] for r in body], "sentence": [r[1] for r in body],
+                             "label": [-1] * len(body)})
+    bad = [i + 1 for i, r in enumerate(rows) if len(r) != 4]
+    if bad:
+        raise DataError(f"{where}: CoLA line(s) {bad[:5]} do not have 4 fields "
+                        f"(source, label, original mark, sentence; the file has no header)")
+    return pd.DataFrame({"source": [r[0] for r in rows], "label": [r[1] for r in rows],
+                         "original_mark": [r[2] for r in rows], "sentence": [r[3] for r in rows]})
+
+
+def _read_mrpc(rows: list[list[str]], where: str) -> pd.DataFrame:
+    header = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+    if not rows or [h.strip() for h in rows[0][:5]] != header:
+        got = rows[0] if rows else []
+        raise DataError(f"{where}: not an MRPC file: expected the header {chr(9).join(header)!r}, got {got!r}")
+    body = rows[1:]
+    bad = [i + 2 for i, r in enumerate(body) if len(r) != 5]
+    if bad:
+        raise DataError(f"{where}: MRPC line(s) {bad[:5]} do not have 5 fields")
+    return pd.DataFrame({"label": [r[0] for r in body], "id1": [r[1] for r in body], "id2": [r[2] for r in body],
+                         "sentence1": [r[3] for r in body], "sentence2": [r[4] for r in body]})
+
+
+_STSB_HEADER = ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2"]
+
+
+def _read_stsb(rows: list[list[str]], where: str) -> pd.DataFrame:
+    if not rows or rows[0][:9] != _STSB_HEADER:
+        got = rows[0] if rows else []
+        raise DataError(f"{where}: not an STS-B file: expected a header starting "
+                        f"{chr(9).join(_STSB_HEADER)!r}, got {got!r}")
+    scored = len(rows[0]) > 9 and rows[0][9] == "score"
+    width = 10 if scored else 9
+    body = rows[1:]
+    bad = [i + 2 for i, r in enumerate(body) if len(r) < width]
+    if bad:
+        raise DataError(f"{where}: STS-B line(s) {bad[:5]} have fewer than {width} fields")
+    out = pd.DataFrame({c: [r[j] for r in body] for j, c in enumerate(_STSB_HEADER)})
+    out["label"] = [r[9] for r in body] if scored else [-1] * len(body)
+    return out
+
+
+GLUE_READERS = {"cola": _read_cola, "mrpc": _read_mrpc, "stsb": _read_stsb}
+
+
+def read_glue_tsv(path: str | os.PathLike, fmt: str, dataset: str, split: str | None = None) -> pd.DataFrame:
+    """One of GLUE's original TSV files (``cola``, ``mrpc``, ``stsb``: see the module docstring)."""
+    where = _where(dataset, path, split)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{where}: file not found")
+    try:
+        rows = _tsv_lines(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{where}: cannot read as {fmt}: {e}") from None
+    return GLUE_READERS[fmt](rows, where)
 
 
 def read_advglue(path: str | os.PathLike, dataset: str) -> dict[str, pd.DataFrame]:
@@ -331,6 +412,8 @@ def _idx_column(df: pd.DataFrame, where: str) -> np.ndarray:
             idx = _labels(df["idx"], where + " (column idx)", None)
         except DataError as e:
             raise DataError(str(e).replace("labels", "idx values")) from None
+        if idx.dtype.kind == "f":
+            raise DataError(f"{where}: non-integer idx values (e.g. {idx[np.mod(idx, 1) != 0][0]!r})")
         if pd.Index(idx).has_duplicates:
             raise DataError(f"{where}: duplicate values in column 'idx'")
         return idx
@@ -406,6 +489,22 @@ def _normalise_qa(df: pd.DataFrame, where: str, label_map: dict[str, int] | None
     return out
 
 
+def _real_labels(values: pd.Series) -> np.ndarray | None:
+    """float64 labels when every value is a finite number and some are not integers (a
+    regression target such as an STS-B score); else None."""
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values.tolist()):
+        if isinstance(v, bool):
+            return None
+        try:
+            out[i] = float(v.strip()) if isinstance(v, str) else float(v)
+        except (ValueError, TypeError):
+            return None
+    if not np.isfinite(out).all() or (np.mod(out, 1) == 0).all():
+        return None
+    return out
+
+
 def _labels(values: pd.Series, where: str, label_map: dict[str, int] | None) -> np.ndarray:
     if label_map is not None:
         keys = values.map(lambda v: v if isinstance(v, str) else (None if pd.isna(v) else str(v)))
@@ -422,6 +521,9 @@ def _labels(values: pd.Series, where: str, label_map: dict[str, int] | None) -> 
         raise DataError(f"{where}: boolean labels need a label_map")
     if pd.api.types.is_integer_dtype(values):
         return values.to_numpy(dtype=np.int64)
+    reals = _real_labels(values)
+    if reals is not None:
+        return reals
     # strings of digits (csv/tsv are read as text) or integral floats
     out = np.empty(len(values), dtype=np.int64)
     bad = []
@@ -486,7 +588,7 @@ def normalise(df: pd.DataFrame, dataset: str, split: str, file: str | os.PathLik
     idx = _idx_column(df, where)
     rest = [c for c in df.columns if c not in ("label", "idx")]
     out = df[rest].reset_index(drop=True)
-    out["label"] = pd.Series(labels, dtype="int64")
+    out["label"] = pd.Series(labels, dtype="float64" if labels.dtype.kind == "f" else "int64")
     out["idx"] = pd.Series(idx, dtype="int64")
     return out
 

@@ -249,7 +249,7 @@ def load(name: str, spec: dict, base_dir: Path | None = None) -> tuple[dict[str,
         from lwob.data import demo
 
         frames = demo.generate(spec)
-        return frames, {}, demo.GENERATOR_VERSION
+        return frames, {}, demo.version(spec)
     if source == "hub":
         raw = {s: (df, None) for s, df in _load_hub(name, spec).items()}
         source_files: dict[str, str] = {}

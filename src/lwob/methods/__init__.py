@@ -6,6 +6,7 @@ is adding one module. Public API::
 
     get(type_name) -> Method subclass          (ConfigError for unknown types)
     known() -> list[str]
+    shown(name, methods) -> {type, display, color}   (how tables and figures show a method)
     parse_options(type_name, options, key) -> Method.Options instance
     MethodContext(num_layers, model_type, task_kind, total_steps, max_length, max_positions)
     save_trained / load_trained / count_parameters / trainable_state
@@ -27,6 +28,7 @@ from .base import (  # noqa: F401
     parse_options,
     register,
     save_trained,
+    shown,
     trainable_state,
 )
 

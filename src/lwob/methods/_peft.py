@@ -18,6 +18,8 @@ ATTENTION_QV = {
     "distilbert": ["q_lin", "v_lin"],
     "opt": ["q_proj", "v_proj"],
     "llama": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
     "gpt2": ["c_attn"],
 }
 
@@ -35,12 +37,23 @@ IA3_OPT = {
 }
 
 
+#: IA3 on Llama-style decoders: key, value and the FFN down projection (scaled on its
+#: input), as the IA3 paper and peft's own defaults for llama do.
+IA3_LLAMA = {
+    "target": r".*\.layers\.\d+\.(self_attn\.(k_proj|v_proj)|mlp\.down_proj)",
+    "feedforward": r".*\.layers\.\d+\.mlp\.down_proj",
+}
+LLAMA_LIKE = {"llama", "mistral", "qwen2"}
+
+
 def ia3_defaults(model_type: str | None) -> dict | None:
     """Default IA3 targets of a model family, or None when there is no default."""
     if model_type in BERT_LIKE:
         return IA3_BERT_LIKE
     if model_type == "opt":
         return IA3_OPT
+    if model_type in LLAMA_LIKE:
+        return IA3_LLAMA
     return None
 
 
@@ -54,7 +67,7 @@ def default_qv(ctx) -> list[str]:
 
 
 def task_type(ctx):
-    """peft's TaskType for the run's task kind (SEQ_CLS, QUESTION_ANS, ...)."""
+    """peft's TaskType for the run's task kind (SEQ_CLS, QUESTION_ANS, CAUSAL_LM, ...)."""
     from peft import TaskType
 
     from .. import tasks
@@ -62,8 +75,9 @@ def task_type(ctx):
     return TaskType[tasks.get(ctx.task_kind).peft_task_type]
 
 
-def wrap(model, config):
-    """get_peft_model with its harmless FutureWarning silenced; the task head trains."""
+def wrap(model, config, ctx=None):
+    """get_peft_model with its harmless FutureWarning silenced; the task head trains (when the
+    run's task kind has one: a causal LM's CAUSAL_LM task type trains the adapter only)."""
     from peft import get_peft_model
 
     from ..models import TARGET_OPTIONS, check_target_modules
@@ -78,6 +92,10 @@ def wrap(model, config):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         wrapped = get_peft_model(model, config)
+    from .base import has_task_head
+
+    if ctx is not None and not has_task_head(ctx):
+        return wrapped
     # peft's task types put the head (classifier, qa_outputs) into modules_to_save; check it trains.
     heads = set(head_names())
     head = [n for n, p in wrapped.named_parameters() if p.requires_grad and heads & set(n.split("."))]

@@ -26,6 +26,8 @@ def effective_schedule(tinit: int, tfinal: int, total_step: int) -> tuple[int, i
 
 @register("adalora")
 class AdaLoRA(Method):
+    display = "AdaLoRA"
+    color = "#DD8452"
     # Its orthogonality regulariser and rank allocator read whole lora_A/lora_B matrices
     # outside their forward, where FSDP holds only shards (DDP works).
     shardable = False
@@ -81,7 +83,7 @@ class AdaLoRA(Method):
             total_step=total,
             target_modules=list(options.target_modules or _peft.default_qv(ctx)),
         )
-        return _peft.wrap(model, config)
+        return _peft.wrap(model, config, ctx)
 
     @classmethod
     def increments(cls, model, initial):

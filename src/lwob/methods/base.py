@@ -37,6 +37,9 @@ class MethodContext:
     total_steps: int | None = None  # number of optimizer steps (AdaLoRA needs it)
     max_length: int | None = None  # longest tokenized input of the task
     max_positions: int | None = None  # usable positions of the model (RoBERTa: mpe - 2)
+    #: whether the model has bias terms (False: config.json turns them off, as Llama's does;
+    #: None: unknown, assumed present)
+    bias_terms: bool | None = None
     #: effective-setting notes a method adds during check/build (copied into train.json)
     notes: dict = field(default_factory=dict)
 
@@ -48,6 +51,11 @@ class Method:
     #: Whether the method trains under FSDP (lwob.run.distributed), i.e. only touches a
     #: parameter inside its module's forward, where the sharded tensors are gathered.
     shardable: ClassVar[bool] = True
+    #: How tables and figures name the method and the colour figures draw it in (shades of it
+    #: for a second method of the type, lwob.report.figures.method_color). A config's
+    #: `methods.<name>.display` wins; None: the method's name upper-cased, a spare colour.
+    display: ClassVar[str | None] = None
+    color: ClassVar[str | None] = None
 
     @dataclass
     class Options:
@@ -68,6 +76,21 @@ class Method:
     def build(cls, model, options: Any, ctx: MethodContext):
         """Freeze/wrap `model` and return the module to train."""
         raise NotImplementedError
+
+    @classmethod
+    def parameter_counts(cls, model, base_total: int) -> dict:
+        """Exact parameter counts of the built model (count_parameters' keys). Default: every
+        element of a tensor with requires_grad trains; a method that trains part of a tensor
+        (a sparse mask) or freezes a block between steps counts what really changes."""
+        return count_parameters(model, base_total)
+
+    @classmethod
+    def param_groups(cls, model, weight_decay: float) -> list[dict]:
+        """The optimizer's parameter groups (lwob.run.training.make_optimizer). Default:
+        weight decay on every trainable tensor but biases and norm weights (decay_groups).
+        A method overrides it to give its own tensors their own settings, or to leave out
+        tensors it updates itself."""
+        return decay_groups(model, weight_decay)
 
     @classmethod
     def after_step(cls, model, global_step: int) -> None:
@@ -103,6 +126,18 @@ def _check_options(cls: type) -> None:
 
 REGISTRY = Registry("method type", check=_check_options)
 register, known, get = REGISTRY.register, REGISTRY.known, REGISTRY.get
+
+
+def shown(name: str, methods: dict) -> dict:
+    """How tables and figures show method `name` of the config's `methods` block (the one place
+    they read it): its `type`, its `display` (the entry's own, else its type's Method.display,
+    else the name upper-cased) and its type's `color` (None: none registered). A name without
+    an entry is taken as its own type."""
+    spec = methods.get(name) or {}
+    mtype = str(spec.get("type") or name)
+    cls = REGISTRY[mtype] if mtype in REGISTRY else None
+    return {"type": mtype, "display": str(spec.get("display") or getattr(cls, "display", None) or name.upper()),
+            "color": getattr(cls, "color", None)}
 
 
 # --------------------------------------------------------------------------- options
@@ -178,13 +213,26 @@ def freeze_all(model) -> None:
         p.requires_grad_(False)
 
 
+def has_task_head(ctx: MethodContext) -> bool:
+    """Whether the run's task kind adds a task head (classifier, qa_outputs); a causal LM's
+    kind does not: it trains through the model's own LM head, which is pretrained and, like
+    any other pretrained weight, trains only where the method says so."""
+    from .. import tasks
+
+    return bool(tasks.get(ctx.task_kind).head_names)
+
+
 def head_module_names(model) -> list[str]:
     """Top-level-relative names of the task head (``classifier``/``score``/``qa_outputs``)."""
     names = head_names()
     return [n for n, _ in model.named_children() if n in names]
 
 
-def unfreeze_head(model) -> None:
+def unfreeze_head(model, ctx: MethodContext | None = None) -> None:
+    """Make the task head train (every method trains it). Nothing to do for a kind without a
+    separate head (`has_task_head`); otherwise a model without one is an error."""
+    if ctx is not None and not has_task_head(ctx):
+        return
     names = head_module_names(model)
     if not names:
         raise ConfigError(f"{type(model).__name__} has no task head ({', '.join(head_names())})")
@@ -214,6 +262,30 @@ def trained_minus_initial(model, initial: dict, skip=lambda name: False) -> dict
     """{name: trained - initial} over the trainable parameters whose name `skip` rejects not."""
     return {n: (p.detach() - initial[n].to(p.device)).cpu() for n, p in model.named_parameters()
             if p.requires_grad and not skip(n)}
+
+
+def decay_groups(model, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on everything but biases and norm parameters (norm modules
+    recognised by class: torch's LayerNorm, or a class name containing "layernorm" or
+    "rmsnorm", as Llama's LlamaRMSNorm)."""
+    import torch
+
+    no_decay: set[int] = set()
+    for module in model.modules():
+        kind = type(module).__name__.lower()
+        if isinstance(module, torch.nn.LayerNorm) or "layernorm" in kind or "rmsnorm" in kind:
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (plain if (name.endswith("bias") or id(p) in no_decay) else decay).append(p)
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
+    if plain:
+        groups.append({"params": plain, "weight_decay": 0.0})
+    return groups
 
 
 # --------------------------------------------------------------------------- save / load / count

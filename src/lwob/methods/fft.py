@@ -9,6 +9,8 @@ from .base import Method, register
 
 @register("fft")
 class FullFineTuning(Method):
+    display = "FFT"
+    color = "#4C72B0"
     @dataclass
     class Options:
         """FFT has no options."""

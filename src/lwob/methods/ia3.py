@@ -17,6 +17,8 @@ from .base import Method, register
 
 @register("ia3")
 class IA3(Method):
+    display = "IA3"
+    color = "#55A868"
     @dataclass
     class Options:
         target_modules: list[str] | str | None = field(
@@ -40,7 +42,7 @@ class IA3(Method):
             if ff is None:
                 raise ConfigError("IA3: set options.feedforward_modules together with options.target_modules")
         config = IA3Config(task_type=_peft.task_type(ctx), target_modules=target, feedforward_modules=ff)
-        wrapped = _peft.wrap(model, config)
+        wrapped = _peft.wrap(model, config, ctx)
         n_ia3 = sum(1 for n, _ in wrapped.named_parameters() if "ia3_l" in n)
         if n_ia3 == 0:
             raise ConfigError("IA3 target_modules matched no module")

@@ -10,6 +10,8 @@ from .base import Method, register
 
 @register("lora")
 class LoRA(Method):
+    display = "LoRA"
+    color = "#C44E52"
     @dataclass
     class Options:
         r: int = field(default=8, metadata={"help": "Rank of the update matrices."})
@@ -35,7 +37,7 @@ class LoRA(Method):
             target_modules=list(options.target_modules or _peft.default_qv(ctx)),
             bias="none",
         )
-        return _peft.wrap(model, config)
+        return _peft.wrap(model, config, ctx)
 
     @classmethod
     def increments(cls, model, initial):

@@ -15,6 +15,8 @@ from .base import Method, register
 
 @register("prefix")
 class PrefixTuning(Method):
+    display = "Prefix"
+    color = "#8172B2"
     @dataclass
     class Options:
         num_virtual_tokens: int = field(default=20, metadata={"help": "Prefix length per layer."})
@@ -53,7 +55,7 @@ class PrefixTuning(Method):
             prefix_projection=options.prefix_projection,
             **kwargs,
         )
-        return _peft.wrap(model, config)
+        return _peft.wrap(model, config, ctx)
 
     @classmethod
     def increments(cls, model, initial):

@@ -1,5 +1,7 @@
 """Top-k layers: the k transformer layers nearest the output train, plus the pooler (when
-the model has one) and the task head; embeddings and lower layers are frozen.
+the model has one) and the task head; embeddings and lower layers are frozen. A causal LM's
+task kind has no separate head: its LM head (often tied to the input embeddings) stays
+frozen with the embeddings, and only the k top decoder layers train.
 
 k larger than the number of layers is capped (noted in the training record); k < 1 is an
 error.
@@ -15,6 +17,7 @@ from .base import Method, encoder_layers, freeze_all, register, unfreeze_head
 
 @register("topk")
 class TopK(Method):
+    color = "#17A2B8"
     @dataclass
     class Options:
         k: int = field(default=1, metadata={"help": "Number of top transformer layers that train."})
@@ -51,5 +54,5 @@ class TopK(Method):
         if pooler is not None:
             for p in pooler.parameters():
                 p.requires_grad_(True)
-        unfreeze_head(model)
+        unfreeze_head(model, ctx)
         return model

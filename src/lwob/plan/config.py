@@ -225,6 +225,76 @@ def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
     raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines) + more)
 
 
+# --------------------------------------------------------------------------- registered names
+
+
+def _registries() -> dict:
+    """What each registry-backed config key may name: registry name -> its Registry (or the
+    tuple of names the code defines). Imported on use: planning stays light (no torch)."""
+    from .. import methods, tasks
+    from ..analysis.increments import FIGURE1_LAYOUTS
+    from ..data import demo
+    from ..data.formats import ALL_FORMATS
+    from ..data.sources import SOURCES
+    from ..data.tokenize import EVAL_KINDS
+    from ..report.figures import FIGURES
+    from ..report.tables import LAYOUTS
+
+    return {"method type": methods.REGISTRY, "task kind": tasks.REGISTRY, "table layout": LAYOUTS,
+            "figure kind": FIGURES, "Figure 1 layout": FIGURE1_LAYOUTS, "dataset source": SOURCES,
+            "file format": ALL_FORMATS, "eval set kind": EVAL_KINDS, "demo generator": demo.REGISTRY}
+
+
+#: Config keys ('*': every entry of a mapping) whose values name what the code registers, and
+#: which registry (`_registries`). The schema lists none of these names: the registries are
+#: the one source, so a new method type, task kind, table layout or figure kind is one
+#: registration (`check_registered_names` says which names are known).
+REGISTERED_NAMES = {
+    "methods.*.type": "method type",
+    "tasks.*.kind": "task kind",
+    "tasks.*.eval_sets.*.kind": "eval set kind",
+    "studies.*.layout": "table layout",
+    "studies.*.figure": "figure kind",
+    "increments.layout": "Figure 1 layout",
+    "datasets.*.source": "dataset source",
+    "datasets.*.format": "file format",
+    "datasets.*.generator": "demo generator",
+}
+
+
+def _values_at(node: Any, parts: list[str], where: str = ""):
+    """(config key, value) of every value at the dotted path `parts` below `node`."""
+    if not parts:
+        yield where, node
+        return
+    if not isinstance(node, dict):
+        return
+    head, rest = parts[0], parts[1:]
+    for key in (node if head == "*" else [head] if head in node else []):
+        yield from _values_at(node[key], rest, f"{where}.{key}" if where else str(key))
+
+
+def registered_names(registry: str) -> list[str]:
+    """The names a registry-backed key accepts (REGISTERED_NAMES), sorted."""
+    return sorted(_registries()[registry])
+
+
+def check_registered_names(config: dict) -> None:
+    """Each REGISTERED_NAMES key names a registered entry: ConfigError with one line naming
+    the key, the name and the known names."""
+    found = _registries()
+    for path, registry in REGISTERED_NAMES.items():
+        for key, name in _values_at(config, path.split(".")):
+            known = found[registry]
+            if hasattr(known, "register"):  # a Registry: its get loads a job's plugins and says what it knows
+                try:
+                    known.get(name)
+                except ConfigError as e:
+                    raise ConfigError(f"config key '{key}': {e}") from None
+            elif name not in known:
+                raise ConfigError(f"config key '{key}': unknown {registry} '{name}' (known: {', '.join(sorted(known))})")
+
+
 def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.PathLike = ".") -> dict:
     """Check the whole config; return it with defaults filled in. Raises ConfigError."""
     _coerce_numbers(config)
@@ -232,6 +302,10 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
     check_schema(config, schema_path)
     check_names(config)
     base_dir = Path(base_dir)
+    from .. import plugins
+
+    plugins.activate(config, base_dir)  # before the registries are consulted: plugins add names
+    check_registered_names(config)
     for study_name, study in config["studies"].items():
         study.setdefault("enabled", True)
         for section in ("models", "methods", "tasks"):
@@ -305,6 +379,7 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
             total_steps=None,
             max_length=config["tasks"][run_task]["max_length"],
             max_positions=info.get("max_positions"),
+            bias_terms=info.get("bias_terms"),
         )
         try:
             cls.check(options, ctx)
@@ -438,6 +513,16 @@ def model_limits(name: str, spec: dict, base_dir: str | os.PathLike = ".") -> di
 
 
 # --------------------------------------------------------------------------- runs
+
+
+def task_metrics(config: dict) -> dict[str, str]:
+    """task -> the metric it is judged on: the first of its kind's metrics for its config
+    entry (``metric:`` / ``metrics:``, else the kind's default; lwob.tasks). Tables show it,
+    the statistics compare it, and it picks the best epoch."""
+    from .. import tasks as task_kinds
+
+    return {name: task_kinds.get(task.get("kind", "classification")).metrics(task)[0]
+            for name, task in config["tasks"].items()}
 
 
 def enabled_studies(config: dict) -> dict:

@@ -45,7 +45,7 @@ MODEL_IDENTITY = ("source", "path", "revision", "package", "subdir", "config", "
 PRESENTED = {
     "models": ("display", "aliases"),
     "methods": ("type", "display", "aliases"),
-    "tasks": ("display", "kind", "eval_sets"),
+    "tasks": ("display", "kind", "metric", "metrics", "eval_sets"),
 }
 PRESENTED_EVAL_SET = ("kind", "column", "display", "paper_column")
 
@@ -151,14 +151,32 @@ def script_modules(script: str) -> tuple[str, ...]:
     return tuple(module_closure(_imported_names(ast.parse(path.read_bytes()), None, False)))
 
 
-@lru_cache(maxsize=None)
+#: Registry packages that plugins (lwob.plugins) extend: a job that loads one may run plugin code.
+PLUGIN_REGISTRIES = frozenset({f"{PACKAGE}.tasks", f"{PACKAGE}.methods"})
+
+
 def code_of(script: str) -> str:
-    """Hash of a job script and of every package module it runs (a rule's `code` param)."""
+    """Hash of a job script and of every package module it runs (a rule's `code` param),
+    and of the config's plugins (lwob.plugins.activate) when the job loads a registry."""
+    from .. import plugins
+
+    return _code_of(script, tuple(plugins.active()))
+
+
+@lru_cache(maxsize=None)
+def _code_of(script: str, active_plugins: tuple[str, ...]) -> str:
+    from .. import plugins
+
     h = hashlib.sha256()
-    for name in script_modules(script):
+    modules = script_modules(script)
+    for name in modules:
         f = module_file(name)
         h.update(str(f.relative_to(PACKAGE_DIR)).encode())
         h.update(f.read_bytes())
+    if PLUGIN_REGISTRIES & set(modules):
+        for f in plugins.files(list(active_plugins)):
+            h.update(f"plugin:{f.name}".encode())
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -42,7 +42,6 @@ from ..io import atomic_write_bytes
 
 FAILED_DIR = Path("results") / "failed"
 TABLES_DIR = FAILED_DIR / "tables"  # the study tables rendered with the failures
-EVAL_PATH = "results/eval/{path}.json"  # a run's evaluation record (rules/evaluate.smk)
 _LOG_TAIL_BYTES = 64 * 1024
 
 
@@ -81,10 +80,16 @@ def error_from_log(log: str | os.PathLike | None) -> str:
     return lines[-1][:500] if lines else fallback
 
 
+def _eval_record(run) -> str:
+    from ..plan import paths
+
+    return paths.run_file(paths.EVAL_RECORD, run)
+
+
 def runs_blocked(outcome: JobOutcome, runs) -> list:
     """The configured runs whose evaluation record the failed job kept from being made."""
     blocked = set(map(str, outcome.blocked_outputs))
-    return [r for r in runs if EVAL_PATH.format(path=r.path) in blocked]
+    return [r for r in runs if _eval_record(r) in blocked]
 
 
 def record_failures(failed: list[JobOutcome], runs, root: str | os.PathLike = FAILED_DIR) -> list[dict]:
@@ -162,7 +167,7 @@ def render_failure_tables(failures: list[dict], *, runs, studies: dict, config: 
     from .tables import study_table
 
     failed_keys = {(f["model"], f["task"], f["method"], int(f["seed"])) for f in failures}
-    evals = [EVAL_PATH.format(path=r.path) for r in runs
+    evals = [_eval_record(r) for r in runs
              if (r.model, r.task, r.method, int(r.seed)) not in failed_keys]
     evals = [p for p in evals if p not in pending_outputs and Path(p).is_file()]
     _, summary, _ = collect(evals, [])

@@ -7,11 +7,14 @@ variants (Adv).
 Top row: one panel per model with, per method, the Origin and Adv accuracy averaged over the
 study's table columns. Below (when it stays readable): a grid of models x columns with the
 same bars per column. Every figure (this one, the budget figure, Figure 1 in lwob.analysis.increments)
-draws a method in its colour (`method_color`: one colour per method type, shades for variants
-such as LoRA ranks) under its display name (lwob.report.tables.method_display); here the Origin bar
+draws a method in its colour (`method_color`: one colour per method type, its class's `color`,
+shades for variants such as LoRA ranks) under its display name (lwob.report.tables.method_display,
+both read through lwob.methods.shown); here the Origin bar
 is solid and the Adv bar lighter and hatched. Built on a bare matplotlib Figure (Agg canvas,
 no pyplot state) and saved with fixed metadata so the PDF and PNG are byte-for-byte
-reproducible.
+reproducible. A figure kind (study `figure`) is a function registered in FIGURES.
+
+matplotlib is imported where a figure is drawn: planning imports this module for FIGURES.
 """
 
 from __future__ import annotations
@@ -20,28 +23,21 @@ import io
 import math
 import zlib
 
-import matplotlib
-import matplotlib.colors
-import matplotlib.style
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from ..io import atomic_write_bytes
+from ..methods import shown
+from ..registry import Registry
 from .tables import SPLIT_DISPLAY, SPLITS, ColumnGroup, column_display, column_groups, method_display, model_display
 
 MAX_GRID_COLUMNS = 8  # beyond this the per-column grid is left out
 
 # --------------------------------------------------------------------------- method palette
-#: One colour per method type, shared by every figure (study figures, budget figures,
-#: Figure 1), so that a method has the same colour everywhere. Variants of a type (LoRA
-#: ranks, the top-k layers) take shades of their type's colour (`method_color`).
-METHOD_TYPE_COLORS = {"fft": "#4C72B0", "lora": "#C44E52", "adalora": "#DD8452", "prefix": "#8172B2",
-                      "ia3": "#55A868", "bitfit": "#937860", "topk": "#17A2B8", "adapter": "#DA8BC3",
-                      "vanilla": "#8C8C8C"}
-#: Colours of types not in METHOD_TYPE_COLORS (picked by the type's name, deterministically).
+#: One colour per method type (its class's `color`, lwob.methods), shared by every figure
+#: (study figures, budget figures, Figure 1), so that a method has the same colour everywhere.
+#: Variants of a type (LoRA ranks, the top-k layers) take shades of their type's colour
+#: (`method_color`). Colours of types without one (picked by the type's name, deterministically):
 SPARE_COLORS = ["#CCB974", "#8C8C8C", "#E377C2", "#7F7F7F", "#BCBD22"]
 #: Shades of the i-th variant of a type: > 0 mixes with white, < 0 with black.
 VARIANT_SHADES = (0.0, 0.38, -0.32, 0.6, -0.5, 0.2, -0.18)
@@ -49,24 +45,41 @@ VARIANT_SHADES = (0.0, 0.38, -0.32, 0.6, -0.5, 0.2, -0.18)
 SPLIT_STYLE = {"origin": {"alpha": 1.0, "hatch": None}, "adv": {"alpha": 0.55, "hatch": "///"}}
 
 
+def _registered_type_colors() -> dict[str, str]:
+    from .. import methods
+
+    return {name: cls.color for name, cls in methods.REGISTRY.items() if cls.color}
+
+
+#: The registered types' colours at import (read from the classes; `type_color` is the lookup).
+METHOD_TYPE_COLORS = _registered_type_colors()
+
+
 def method_type(name: str, methods: dict) -> str:
     """The method's `type` in the config's methods block (its name when it has none)."""
-    return str((methods.get(name) or {}).get("type") or name)
+    return shown(name, methods)["type"]
+
+
+def type_color(mtype: str) -> str:
+    """A method type's colour: its class's `color` (lwob.methods), else a spare one."""
+    return shown(mtype, {})["color"] or SPARE_COLORS[zlib.crc32(mtype.encode()) % len(SPARE_COLORS)]
 
 
 def _shade(color: str, amount: float) -> str:
+    import matplotlib.colors
+
     rgb = np.array(matplotlib.colors.to_rgb(color))
     mixed = rgb + (1.0 - rgb) * amount if amount >= 0 else rgb * (1.0 + amount)
     return matplotlib.colors.to_hex(np.clip(mixed, 0.0, 1.0))
 
 
 def method_color(name: str, methods: dict) -> str:
-    """The colour of method `name` in every figure: its type's colour (METHOD_TYPE_COLORS),
+    """The colour of method `name` in every figure: its type's colour (`type_color`),
     shaded for the second, third, ... method of the same type in the config's `methods`
     order (``lora`` the type's colour, ``lora-r16`` lighter, ``lora-r32`` darker). Depends
     only on the methods block, not on the figure, so it is the same in every figure."""
     mtype = method_type(name, methods)
-    base = METHOD_TYPE_COLORS.get(mtype) or SPARE_COLORS[zlib.crc32(mtype.encode()) % len(SPARE_COLORS)]
+    base = type_color(mtype)
     siblings = [m for m in methods if method_type(m, methods) == mtype]
     index = siblings.index(name) if name in siblings else 0
     return _shade(base, VARIANT_SHADES[index % len(VARIANT_SHADES)])
@@ -146,6 +159,8 @@ def _bars(ax, data: pd.DataFrame, methods: list[str], labels: list[str], fontsiz
           show_values: bool, colors: list[str]) -> None:
     """Per method an Origin bar (solid, the method's colour) and an Adv bar (the same colour,
     lighter and hatched)."""
+    import matplotlib.colors
+
     x = np.arange(len(methods))
     width = 0.38
     for i, split in enumerate(SPLITS):
@@ -182,6 +197,11 @@ def origin_vs_adv(metrics: pd.DataFrame, study: dict, tasks: dict, methods: dict
     `metrics` is results/metrics.csv (values as fractions); the figure shows percent. Works
     with a single seed (no error bars) and with missing runs (bars marked "n/a").
     """
+    import matplotlib.colors
+    import matplotlib.style
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     data = figure_data(metrics, study, tasks)
     groups, metric = figure_groups(study, tasks)
     model_names = list(study["models"])
@@ -240,7 +260,7 @@ def origin_vs_adv(metrics: pd.DataFrame, study: dict, tasks: dict, methods: dict
 
 #: Methods whose configurations form a line in the budget figure, by method type. FFT ends
 #: the top-k line (all layers and the embeddings train), as in the paper's Figure 3.
-#: The line takes its type's colour (METHOD_TYPE_COLORS), each point its method's colour
+#: The line takes its type's colour (`type_color`), each point its method's colour
 #: (`method_color`: FFT's point at the end of the top-k line in FFT's colour).
 BUDGET_FAMILIES = {"topk": "Top-k layers (to FFT)", "lora": "LoRA ranks"}
 
@@ -266,6 +286,9 @@ def budget_figure(metrics: pd.DataFrame, runs: pd.DataFrame, study: dict, tasks:
     """Score against trainable parameters (log axis): one panel per model and split (Origin,
     Adv), one line per family (top-k layers ending at FFT, LoRA ranks), the other methods
     as single points; error bars: std over seeds. Returns the plotted data."""
+    import matplotlib.style
+    from matplotlib.figure import Figure
+
     data = budget_data(metrics, runs, study, tasks, methods)
     _, metric = figure_groups(study, tasks)
     model_names = list(study["models"])
@@ -282,7 +305,7 @@ def budget_figure(metrics: pd.DataFrame, runs: pd.DataFrame, study: dict, tasks:
                     line = sub[(sub["family"] == family) & np.isfinite(sub["mean"])
                                & np.isfinite(sub["trainable_params"])].sort_values("trainable_params")
                     if len(line):
-                        family_color = METHOD_TYPE_COLORS[family]
+                        family_color = type_color(family)
                         ax.errorbar(line["trainable_params"], line["mean"], yerr=line["std"].fillna(0.0),
                                     color=family_color, lw=1.4, capsize=2, label=label, zorder=2)
                         for x, y, m in zip(line["trainable_params"], line["mean"], line["method"]):
@@ -319,6 +342,8 @@ def budget_figure(metrics: pd.DataFrame, runs: pd.DataFrame, study: dict, tasks:
 
 def render_bytes(fig: Figure, dpi: int) -> tuple[bytes, bytes]:
     """PNG and PDF bytes without timestamps, so reruns are byte-identical."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
@@ -328,15 +353,34 @@ def render_bytes(fig: Figure, dpi: int) -> tuple[bytes, bytes]:
     return png, buf.getvalue()
 
 
-#: Figure kinds a study can ask for (`figure` key).
-FIGURES = ("robustness", "budget")
+#: Figure kinds a study can ask for (`figure` key): kind -> function drawing it,
+#: (metrics, runs, study, tasks, methods, models, out_pdf, out_png) -> plotted data; its
+#: `reads_runs` says whether it needs results/runs.csv (`runs` is None otherwise).
+FIGURES = Registry("figure kind")
+
+
+def figure_kind(name: str, reads_runs: bool = False):
+    """Register a figure function as study `figure: <name>`."""
+    def deco(func):
+        func.reads_runs = reads_runs
+        return FIGURES.register(name)(func)
+
+    return deco
+
+
+@figure_kind("robustness")
+def _robustness(metrics, runs, study, tasks, methods, models, out_pdf, out_png):
+    return origin_vs_adv(metrics, study, tasks, methods, models, out_pdf=out_pdf, out_png=out_png)
+
+
+@figure_kind("budget", reads_runs=True)
+def _budget(metrics, runs, study, tasks, methods, models, out_pdf, out_png):
+    return budget_figure(metrics, runs, study, tasks, methods, models, out_pdf=out_pdf, out_png=out_png)
 
 
 def write_study_figure(*, metrics_csv, study: dict, tasks: dict, methods: dict, models: dict, out_pdf, out_png,
                        runs_csv=None):
-    """File-level entry point of the `figure` rule: the study's `figure` kind."""
-    metrics = pd.read_csv(metrics_csv)
-    if study.get("figure", "robustness") == "budget":
-        return budget_figure(metrics, pd.read_csv(runs_csv), study, tasks, methods, models,
-                             out_pdf=out_pdf, out_png=out_png)
-    return origin_vs_adv(metrics, study, tasks, methods, models, out_pdf=out_pdf, out_png=out_png)
+    """File-level entry point of the `figure` rule: the study's `figure` kind (FIGURES)."""
+    draw = FIGURES.get(study.get("figure", "robustness"))
+    runs = pd.read_csv(runs_csv) if draw.reads_runs else None
+    return draw(pd.read_csv(metrics_csv), runs, study, tasks, methods, models, out_pdf=out_pdf, out_png=out_png)

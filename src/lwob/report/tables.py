@@ -7,8 +7,8 @@ Rows are model x method (in the study's order); the study's ``layout`` picks the
 * ``qa_robustness_table`` (Tables 4 and 5): EM and F1 per adversarial set, their average,
   then the original set.
 
-Cells are "mean(std)" in percent over seeds. A layout is a function returning `Column`s;
-adding one is a function plus an entry in LAYOUTS.
+Cells are "mean(std)" in percent over seeds. A layout is a function returning `Column`s,
+registered in LAYOUTS (`@layout(name, unit)`); the config schema accepts the registered names.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import pandas as pd
 
 from .escaping import latex_escape, latex_label
 from ..io import atomic_write_bytes
+from ..methods import shown
+from ..registry import Registry
 
 SPLITS = ("origin", "adv")
 SPLIT_DISPLAY = {"origin": "Origin", "adv": "Adv"}
@@ -31,14 +33,11 @@ AVERAGE = "average"  # column name of the average, as in the paper's reference C
 MISSING = "--"
 NOT_SUPPLIED = "n/s"  # a configured eval set whose optional file is absent
 FAILED = "err"  # a run of the cell failed (rendered after a failed run, lwob.report.failures)
-_METHOD_DISPLAY = {"fft": "FFT", "lora": "LoRA", "adalora": "AdaLoRA", "prefix": "Prefix",
-                   "ia3": "IA3", "bitfit": "BitFit", "adapter": "Adapter", "vanilla": "Vanilla"}
+
 
 def method_display(name: str, methods: dict) -> str:
-    spec = methods.get(name) or {}
-    if spec.get("display"):
-        return str(spec["display"])
-    return _METHOD_DISPLAY.get(name, _METHOD_DISPLAY.get(spec.get("type", ""), name.upper()))
+    """The method's name in tables and figures (lwob.methods.shown: the config's `display` wins)."""
+    return shown(name, methods)["display"]
 
 
 def model_display(name: str, models: dict) -> str:
@@ -132,26 +131,69 @@ class Column:
     skipped: str | None = None
 
 
+#: study `layout` -> function building its columns (study, tasks, skipped) -> [Column]
+LAYOUTS = Registry("table layout")
+
+
+def layout(name: str, unit: str):
+    """Register a layout function as study `layout: <name>`; `unit`: what its cells hold (the legend)."""
+    def deco(func):
+        func.unit = unit
+        return LAYOUTS.register(name)(func)
+
+    return deco
+
+
+@layout("robustness_table", unit="Accuracy (\\%)")
 def robustness_layout(study: dict, tasks: dict, skipped: dict | None = None) -> list[Column]:
-    """Table 3: per task column Origin and Adv accuracy, then their averages over columns."""
+    """Table 3: per task column Origin and Adv scores in the task's metric (`task_metric`:
+    accuracy unless the task names another), then their averages over columns."""
     skipped = skipped or {}
     cols: list[Column] = []
     for g in column_groups(study, tasks):
         for split in SPLITS:
             src = g.eval_sets.get(split)
             reason = skipped.get(src[0], {}).get(src[1]) if src else None
+            metric = task_metric(tasks[src[0]]) if src else "accuracy"
             cols.append(Column(g.column, g.display, split, SPLIT_DISPLAY[split],
-                               [(src[0], src[1], "accuracy")] if src and not reason else [],
-                               (g.paper_names or (g.column,), split, "accuracy"), reason))
+                               [(src[0], src[1], metric)] if src and not reason else [],
+                               (g.paper_names or (g.column,), split, metric), reason))
     for split in SPLITS:
         sources = [s for c in cols if c.sub == split for s in c.sources]
         cols.append(Column(AVERAGE, "Avg", split, SPLIT_DISPLAY[split], sources, (AVERAGE, split, "accuracy")))
     return cols
 
 
+#: how a legend names a task's metric (lwob.tasks: classification, regression)
+METRIC_DISPLAY = {"accuracy": "accuracy", "f1": "F1", "matthews": "Matthews correlation",
+                  "pearson": "Pearson correlation", "spearman": "Spearman correlation"}
+
+
+def task_metric(task: dict) -> str:
+    """The metric a task's columns show: the first of its kind's metrics for its entry
+    (``metric:`` / ``metrics:``; lwob.tasks)."""
+    from .. import tasks as task_kinds
+
+    return task_kinds.get(task.get("kind", "classification")).metrics(task)[0]
+
+
+def _metrics_unit(columns: list[Column]) -> str | None:
+    """A legend's unit when a robustness table's columns show other metrics than accuracy:
+    each column group with its metric (None when every column is accuracy)."""
+    shown: dict[str, str] = {}
+    for c in columns:
+        if c.group != AVERAGE and c.sources:
+            shown.setdefault(c.group_display, c.sources[0][2])
+    if set(shown.values()) <= {"accuracy"}:
+        return None
+    parts = [f"{METRIC_DISPLAY.get(m, m)} for {latex_escape(g)}" for g, m in shown.items()]
+    return "Scores (\\%): " + ", ".join(parts) + ("; Avg is their mean" if any(c.group == AVERAGE for c in columns) else "")
+
+
 QA_METRICS = (("em", "EM"), ("f1", "F1"))
 
 
+@layout("qa_robustness_table", unit="EM and F1 (\\%)")
 def qa_layout(study: dict, tasks: dict, skipped: dict | None = None) -> list[Column]:
     """Tables 4 and 5: EM and F1 per adversarial set, their average, then the original set.
 
@@ -180,10 +222,6 @@ def qa_layout(study: dict, tasks: dict, skipped: dict | None = None) -> list[Col
         for c in origin:
             c.group, c.group_display, c.ref = "origin", "Origin", (None, "origin", c.sub_display)
     return cols + origin
-
-
-#: study `layout` -> function building its columns
-LAYOUTS = {"robustness_table": robustness_layout, "qa_robustness_table": qa_layout}
 
 
 def _names(name: str, spec: dict | None) -> set[str]:
@@ -271,7 +309,7 @@ def build_rows(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, me
     that finished) and is never bold; `failure` says which runs failed, why and where the log is.
     """
     failures = _failures_by_run(failed)
-    columns = LAYOUTS[study.get("layout", "robustness_table")](study, tasks, skipped)
+    columns = LAYOUTS.get(study.get("layout", "robustness_table"))(study, tasks, skipped)
     index: dict[tuple, pd.Series] = {}
     for _, r in summary.iterrows():
         index[(str(r["model"]), str(r["method"]), str(r["task"]), str(r["eval_set"]), str(r["metric"]))] = r
@@ -371,7 +409,9 @@ def study_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, m
             rows.append({"label": latex_escape(next(iter(recs.values()))["row_label"]), "cells": cells})
         blocks.append({"model": latex_escape(model_display(model, models)), "rows": rows})
 
-    unit = "Accuracy (\\%)" if study.get("layout", "robustness_table") == "robustness_table" else "EM and F1 (\\%)"
+    unit = LAYOUTS.get(study.get("layout", "robustness_table")).unit
+    if study.get("layout", "robustness_table") == "robustness_table":
+        unit = _metrics_unit(columns) or unit  # tasks with their own metric (CoLA, MRPC, STS-B)
     legend = f"{unit}, mean(std) over seeds; best per column within each model in bold; {MISSING} marks a missing result."
     if study.get("layout") == "qa_robustness_table":
         worst = study.get("adversarial_score", "worst_case") != "plain"

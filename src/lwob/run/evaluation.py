@@ -9,7 +9,7 @@ import torch
 
 from ..io import atomic_write_bytes, read_json, verify_sha256, write_json
 from .fastpath import FastPath
-from .training import build_run_model, load_part, resolve_device, score_part
+from .training import build_run_model, load_part, load_tokenizer, resolve_device, score_part
 
 
 def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_options: dict,
@@ -59,6 +59,7 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     fast.prepare(model)
 
     pad = int(meta["pad_token_id"])
+    tokenizer = load_tokenizer(kind, model_dir)  # None unless the kind generates
     metrics: dict = {}
     frames = []
     for info_path in eval_parts:
@@ -66,7 +67,7 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
         info = read_json(info_path)
         name = info["eval_set"]
         part = load_part(info_path.parent, name, pad, entry=info, output=info_path)
-        scores, predictions = score_part(kind, model, part, batch_size, device, info.get("scoring"), fast)
+        scores, predictions = score_part(kind, model, part, batch_size, device, info.get("scoring"), fast, tokenizer)
         metrics[name] = {**scores, "kind": info.get("kind"), "column": info.get("column")}
         predictions.insert(0, "eval_set", name)
         frames.append(predictions)

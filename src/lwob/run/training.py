@@ -1,9 +1,11 @@
 """Training of one run: own loop (no HF Trainer), dynamic padding, best-epoch weights.
 
 Also the one implementation of reading tokenized parts, batching and collation that
-evaluation reuses (`load_part`, `train_batches`, `eval_batches`, `collate`, `predict`,
-`score_part`, `build_run_model`). What differs between task kinds (targets, outputs,
-scoring) comes from lwob.tasks.
+evaluation reuses (`load_part`, `train_batches`, `eval_batches`, `collate`,
+`collate_targets`, `predict`, `score_part`, `build_run_model`). What differs between task
+kinds (targets per row or per token, how they predict, scoring) comes from lwob.tasks; what
+differs between methods (what trains, its count, the optimizer's parameter groups) from
+lwob.methods.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ class Part:
     input_ids: torch.Tensor  # int64 (N, Lmax), right-padded with pad_token_id
     lengths: torch.Tensor  # int64 (N,)
     token_type_ids: torch.Tensor | None  # int64 (N, Lmax) or None
-    targets: dict  # loss-target column -> int64 (N,) tensor (those of the task kind present)
+    targets: dict  # loss-target column -> int64 (N,) tensor, or (N, Lmax) padded with IGNORE_INDEX per token
     examples: Any = None  # pa.Table of the examples, for kinds whose rows are not examples (QA windows)
 
     def __len__(self) -> int:
@@ -151,9 +153,35 @@ def load_part(directory, part: str, pad_token_id: int, targets: tuple[str, ...] 
         input_ids=input_ids,
         lengths=lengths,
         token_type_ids=token_type,
-        targets={t: torch.from_numpy(table.column(t).to_numpy().astype(np.int64)) for t in targets if t in cols},
+        targets={t: _target_tensor(table.column(t)) for t in targets if t in cols},
         examples=pq.read_table(examples_path) if examples_path.is_file() else None,
     )
+
+
+def _target_tensor(column) -> torch.Tensor:
+    """A target column as int64: (N,) for one value per row, (N, Lmax) for one list per row
+    (per-token targets, e.g. a causal LM's labels), padded with IGNORE_INDEX so padding adds
+    nothing to the loss."""
+    import pyarrow as pa
+
+    from ..tasks.base import IGNORE_INDEX
+
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        rows = [np.asarray(r, dtype=np.int64) for r in column.to_numpy(zero_copy_only=False)]
+        return _pad_matrix(rows, IGNORE_INDEX)[0]
+    values = column.to_numpy()
+    if values.dtype.kind == "f":  # a regression target (e.g. an STS-B score) stays a float
+        return torch.from_numpy(values.astype(np.float32))
+    return torch.from_numpy(values.astype(np.int64))
+
+
+def _unlabelled(part: Part, target: str) -> bool:
+    """Whether a row lacks its target: a negative value per row, or per token no position
+    that counts (every one IGNORE_INDEX, e.g. an empty completion)."""
+    value = part.targets[target]
+    if value.dim() == 2:
+        return bool((value < 0).all(dim=1).any()) if len(value) else False
+    return bool((value < 0).any())
 
 
 def train_batches(part: Part, batch_size: int, generator: torch.Generator, group_by_length: bool) -> list[torch.Tensor]:
@@ -192,6 +220,19 @@ def collate(part: Part, index: torch.Tensor, device: torch.device) -> dict:
     return batch
 
 
+def collate_targets(part: Part, index: torch.Tensor, device: torch.device) -> dict:
+    """The batch's loss targets: per row as they are, per token sliced to the batch's width
+    (as `collate` slices the inputs)."""
+    out = {}
+    for name, value in part.targets.items():
+        if value.dim() == 2:
+            value = value[index, : int(part.lengths[index].max())]
+        else:
+            value = value[index]
+        out[name] = value.to(device)
+    return out
+
+
 def predict(model, part: Part, batch_size: int, device: torch.device, outputs: tuple[str, ...] = ("logits",),
             per_token: bool = False, fast=None) -> dict[str, torch.Tensor]:
     """Model outputs in the part's row order, fp32 on CPU: name -> (N, classes), or with
@@ -222,10 +263,25 @@ def predict(model, part: Part, batch_size: int, device: torch.device, outputs: t
 
 
 def score_part(kind, model, part: Part, batch_size: int, device: torch.device, scoring: dict | None = None,
-               fast=None):
-    """(metrics, predictions frame) of `model` on a tokenized part, scored by the task kind."""
-    outputs = predict(model, part, batch_size, device, kind.outputs, kind.per_token, fast)
+               fast=None, tokenizer=None):
+    """(metrics, predictions frame) of `model` on a tokenized part: predicted and scored by
+    the task kind (one forward pass by default; generation for a kind that generates)."""
+    outputs = kind.predict(model, part, batch_size=batch_size, device=device, fast=fast, scoring=scoring,
+                           tokenizer=tokenizer)
     return kind.score(outputs, part.table, part.examples, scoring)
+
+
+def load_tokenizer(kind, model_dir):
+    """The model's tokenizer when the task kind predicts with it (generation), else None:
+    one-pass kinds never pay for loading it."""
+    if not kind.needs_tokenizer:
+        return None
+    from ..models import quiet_transformers
+
+    quiet_transformers()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir))
 
 
 # --------------------------------------------------------------------------- model
@@ -254,6 +310,7 @@ def build_run_model(*, model_dir, meta: dict, method_type: str, method_options: 
         total_steps=total_steps,
         max_length=meta.get("max_length"),
         max_positions=info["max_positions"],
+        bias_terms=info.get("bias_terms"),
     )
     cls.check(options, ctx)
     set_seed(seed)
@@ -266,28 +323,21 @@ def build_run_model(*, model_dir, meta: dict, method_type: str, method_options: 
 
 
 def _decay_groups(model, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on everything but biases and LayerNorm parameters."""
-    no_decay: set[int] = set()
-    for module in model.modules():
-        if isinstance(module, torch.nn.LayerNorm) or "layernorm" in type(module).__name__.lower():
-            no_decay.update(id(p) for p in module.parameters(recurse=False))
-    decay, plain = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (plain if (name.endswith("bias") or id(p) in no_decay) else decay).append(p)
-    groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    if plain:
-        groups.append({"params": plain, "weight_decay": 0.0})
-    return groups
+    """AdamW groups: weight decay on everything but biases and LayerNorm parameters (the
+    default of Method.param_groups, kept here under its old name for benchmarks)."""
+    from ..methods.base import decay_groups
+
+    return decay_groups(model, weight_decay)
 
 
-def make_optimizer(model, hp: dict, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; the fused kernel (CPU and CUDA; `fused_optimizer`) when every trainable tensor is
-    floating point: on CPU it is about 7x faster than the foreach one for a 22M-parameter model."""
-    groups = _decay_groups(model, hp["weight_decay"])
+def make_optimizer(model, hp: dict, device: torch.device, method=None) -> torch.optim.Optimizer:
+    """AdamW over the method's parameter groups (`Method.param_groups`; default: weight decay
+    on all but biases and norms); the fused kernel (CPU and CUDA; `fused_optimizer`) when every
+    trainable tensor is floating point: on CPU it is about 7x faster than the foreach one for a
+    22M-parameter model."""
+    if method is None:
+        from ..methods.base import Method as method
+    groups = method.param_groups(model, hp["weight_decay"])
     fused = hp.get("fused_optimizer", True) and all(p.is_floating_point() for g in groups for p in g["params"]) and device.type in ("cpu", "cuda")
     try:
         return torch.optim.AdamW(groups, lr=hp["lr"], fused=fused, foreach=None if fused else True)
@@ -406,9 +456,11 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     train = load_part(tokenized_dir, "train", pad, kind.targets, entry=meta["parts"]["train"], output=meta_path)
     val = load_part(tokenized_dir, "validation", pad, entry=meta["parts"]["validation"], output=meta_path)
     val_scoring = meta["parts"]["validation"].get("scoring")
+    val_metric = kind.metrics(val_scoring)[0]  # the task's first metric picks the best epoch
     for t in kind.targets:
-        if t not in train.targets or (train.targets[t] < 0).any():
+        if t not in train.targets or _unlabelled(train, t):
             raise ValueError(f"{tokenized_dir}/train.parquet lacks target '{t}' or has unlabelled rows")
+    tokenizer = load_tokenizer(kind, model_dir)  # None unless the kind generates
 
     steps_per_epoch = math.ceil(len(train) / hp["batch_size"])
     total_steps = steps_per_epoch * hp["epochs"]
@@ -416,7 +468,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
         seed=seed, total_steps=total_steps, model_config=model_config,
     )
-    params = methods.count_parameters(model, base_total)
+    params = cls.parameter_counts(model, base_total)
     # Resume from a checkpoint of this very run (saved on SIGTERM or periodically).
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / checkpoint.FILENAME
@@ -435,7 +487,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     # the model itself, for method hooks (sharded parameters are left as they are)
     core = fast.prepare(par.unwrap(model), cast_frozen=par.world == 1)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(model, hp, device)
+    optimizer = make_optimizer(model, hp, device, method=cls)
     warmup = math.ceil(hp["warmup_ratio"] * total_steps)
     generator = torch.Generator().manual_seed(int(seed))
     if par.world > 1:
@@ -492,7 +544,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                     group["lr"] = hp["lr"] * factor
                 rows, scale = par.local_rows(index)
                 batch = collate(train, rows, device)
-                targets = {t: v[rows].to(device) for t, v in train.targets.items()}
+                targets = collate_targets(train, rows, device)
                 with fast.autocast(device):
                     loss = model(**batch, **targets).loss
                 (loss if scale is None else loss * scale).backward()
@@ -520,8 +572,8 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                         raise checkpoint.Preempted(ckpt_path, preemption.exit_code)
             batches = None
             train_time += time.perf_counter() - t0
-            val_metrics, _ = score_part(kind, model, val, hp["eval_batch_size"], device, val_scoring, fast)
-            val_score = val_metrics.get(kind.primary_metric)
+            val_metrics, _ = score_part(kind, model, val, hp["eval_batch_size"], device, val_scoring, fast, tokenizer)
+            val_score = val_metrics.get(val_metric)
             entry = {"epoch": epoch, "val_score": val_score, "val_metrics": val_metrics,
                      "train_loss": float(par.sum(loss_sum)) / max(1, int(par.sum(n_seen)))}
             epochs.append(entry)
@@ -549,7 +601,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         "params": params,
         "epochs": epochs,
         "best_epoch": best["epoch"],
-        "val_metric": kind.primary_metric,
+        "val_metric": val_metric,
         "best_val_score": best["val_score"],
         # what evaluation and weight analysis check the weights file against before they use it
         "weights_sha256": sha256_file(weights_path),

@@ -1,8 +1,21 @@
 """TaskKind: what differs between task kinds, in one place.
 
-The data stage calls ``check_frame`` and ``encode``; training and evaluation call
-``model_class``, ``model_kwargs``, ``targets``, ``outputs`` and ``score``. torch and
-transformers are imported lazily: the registry is used at config-validation time too.
+A kind owns four things, each with a default that the one-pass kinds (classification,
+extractive QA) use as they are:
+
+- encoding (``encode``, called by the data stage with ``check_frame``);
+- loss targets (``targets``), one per row (a class, a span position) or, with
+  ``target_level = "token"``, one per input token (a causal LM's ``labels``, -100 outside
+  the completion; lwob.run.training pads them with IGNORE_INDEX);
+- prediction (``predict``): by default one forward pass (lwob.run.training.predict); a kind
+  that generates overrides it and calls lwob.run.generation.generate (batched greedy
+  decoding with left padding, KV cache, stop strings and a token budget);
+- scoring (``score``), plus the batch the resource probe measures (``synthetic_batch``).
+
+The model comes from ``auto_model`` (e.g. AutoModelForCausalLM: a kind without a separate
+task head, ``head_names = ()``, trains the model's own LM head or none of it, as the method
+decides). torch and transformers are imported lazily: the registry is used at
+config-validation time too.
 """
 
 from __future__ import annotations
@@ -33,6 +46,12 @@ class TaskKind:
     scoring_keys: ClassVar[tuple[str, ...]] = ()
     #: config keys a task of this kind must / may have (besides the common ones)
     required_keys: ClassVar[tuple[str, ...]] = ()
+    #: "row": each target column holds one int per row; "token": one list per row, as long as
+    #: its input_ids (padded with IGNORE_INDEX, which the loss skips)
+    target_level: ClassVar[str] = "row"
+    #: whether prediction needs the tokenizer (a generating kind decodes text): the run
+    #: loads it from the model folder only then
+    needs_tokenizer: ClassVar[bool] = False
 
     @classmethod
     def check_task(cls, name: str, task: dict) -> None:
@@ -40,6 +59,14 @@ class TaskKind:
         for key in cls.required_keys:
             if key not in task:
                 raise ConfigError(f"config key 'tasks.{name}.{key}': required for a task of kind '{cls.name}'")
+
+    @classmethod
+    def metrics(cls, settings: dict | None) -> list[str]:
+        """The task's metrics, in order: the first is what tables show, what statistics
+        compare and what picks the best epoch (higher is better). ``settings``: the task's
+        config entry or the scoring settings recorded with a part. Default: the kind's
+        ``primary_metric``; a kind whose tasks choose (``metric:`` / ``metrics:``) overrides it."""
+        return [cls.primary_metric]
 
     @classmethod
     def stratify(cls, df) -> Any:
@@ -66,18 +93,64 @@ class TaskKind:
         return {}
 
     @classmethod
-    def score(cls, outputs: dict, features, examples, eval_set: dict | None = None):
-        """(metrics dict, per-example predictions DataFrame) from the model outputs.
+    def predict(cls, model, part, *, batch_size: int, device, fast=None, scoring: dict | None = None,
+                tokenizer=None) -> dict:
+        """What ``score`` reads, for every row of a tokenized part (lwob.run.training.Part).
 
-        ``outputs`` maps each name in ``outputs`` to a float tensor (rows x classes, or rows
-        x tokens for per-token outputs, padded past each row's length). The predictions
-        frame has at least ``idx`` and ``correct`` (per-example score in [0, 1]; what paired
-        statistics resample).
+        Default: one forward pass per batch, keeping the ``outputs`` (lwob.run.training.predict).
+        A generating kind returns e.g. ``{"generations": lwob.run.generation.Generations}``
+        from lwob.run.generation.generate, with its budget and stop strings from ``scoring``
+        (the task settings recorded with the part: ``scoring_keys``). ``tokenizer`` is the
+        model's, given when ``needs_tokenizer``.
+        """
+        from ..run.training import predict
+
+        return predict(model, part, batch_size, device, cls.outputs, cls.per_token, fast)
+
+    @classmethod
+    def score(cls, outputs: dict, features, examples, eval_set: dict | None = None):
+        """(metrics dict, per-example predictions DataFrame) from what ``predict`` returned.
+
+        By default ``outputs`` maps each name in ``outputs`` to a float tensor (rows x
+        classes, or rows x tokens for per-token outputs, padded past each row's length). The
+        predictions frame has at least ``idx`` and ``correct`` (per-example score in [0, 1];
+        what paired statistics resample).
         """
         raise NotImplementedError
 
+    @classmethod
+    def synthetic_batch(cls, *, batch_size: int, length: int, vocab_size: int, generator, meta: dict) -> dict:
+        """A random training batch of exactly batch_size x length tokens, with this kind's
+        loss targets: what the resource probe (lwob.analysis.resources.probe) measures.
 
-REGISTRY = Registry("task kind")
+        Default: uniform token ids, a full attention mask, then per target column either a
+        class index in [0, meta's num_labels or 2) per row, or (token-level targets) the
+        input ids themselves (a causal LM's labels: every token is a completion token).
+        The draws come from ``generator`` in that order, so a probe is reproducible.
+        """
+        import torch
+
+        ids = torch.randint(0, vocab_size, (batch_size, length), generator=generator)
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        for target in cls.targets:
+            if cls.target_level == "token":
+                batch[target] = ids.clone()
+            else:
+                batch[target] = torch.randint(0, int(meta.get("num_labels") or 2), (batch_size,), generator=generator)
+        return batch
+
+
+#: Target value the loss ignores (PyTorch's cross-entropy default): pads token-level targets
+#: and masks the prompt of a causal LM's labels.
+IGNORE_INDEX = -100
+
+
+def _check_kind(cls: type) -> None:
+    if cls.target_level not in ("row", "token"):
+        raise TypeError(f"{cls.__name__}.target_level must be 'row' or 'token', got {cls.target_level!r}")
+
+
+REGISTRY = Registry("task kind", check=_check_kind)
 register, known, get = REGISTRY.register, REGISTRY.known, REGISTRY.get
 
 

@@ -1,13 +1,68 @@
 """Sequence classification (GLUE-style): one or two text fields, an integer label.
 
-Config: ``text_fields`` (1 or 2 columns), ``num_labels``, ``max_length``. Metric: accuracy
-over labelled rows.
+Config: ``text_fields`` (1 or 2 columns), ``num_labels``, ``max_length``, and optionally the
+task's metrics: ``metric: matthews`` or ``metrics: [f1, accuracy]`` (default accuracy), the
+first of them shown in tables, compared by the statistics and picking the best epoch. Known:
+``accuracy``, ``f1`` (F1 of label 1, binary tasks as MRPC and QQP) and ``matthews``
+(Matthews correlation, CoLA; multi-class by the Gorodkin formula). All are corpus metrics
+over the labelled rows, computed by the functions in ``METRICS`` (vectorised over resamples,
+so that the statistics' bootstrap recomputes exactly the same metric).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import ConfigError, DataError
 from .base import TaskKind, int_lists, register
+
+
+def _accuracy(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    return (labels == preds).mean(axis=-1)
+
+
+def _f1(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """F1 of label 1 (0 where there is no positive label or prediction), per row."""
+    tp = ((labels == 1) & (preds == 1)).sum(axis=-1)
+    denom = (labels == 1).sum(axis=-1) + (preds == 1).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 0.0)
+
+
+def _matthews(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """Matthews correlation per row (Gorodkin's multi-class form; 0 when undefined, as sklearn)."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    n = labels.shape[-1]
+    classes = int(max(labels.max(initial=0), preds.max(initial=0))) + 1
+    t = np.stack([(labels == k).sum(axis=-1) for k in range(classes)], axis=-1).astype(np.float64)
+    p = np.stack([(preds == k).sum(axis=-1) for k in range(classes)], axis=-1).astype(np.float64)
+    c = (labels == preds).sum(axis=-1).astype(np.float64)
+    cov = c * n - (t * p).sum(axis=-1)
+    denom = np.sqrt((n * n - (p * p).sum(axis=-1)) * (n * n - (t * t).sum(axis=-1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def configured_metrics(name: str, task: dict, known: dict, default: list[str], kind: str) -> list[str]:
+    """A task's ``metric`` / ``metrics`` checked against ``known`` (ConfigError naming the key)."""
+    if "metric" in task and "metrics" in task:
+        raise ConfigError(f"config key 'tasks.{name}.metric': give either 'metric' or 'metrics', not both")
+    if "metric" in task:
+        key, value = "metric", [task["metric"]]
+    elif "metrics" in task:
+        key, value = "metrics", task["metrics"]
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"config key 'tasks.{name}.metrics': expected a non-empty list of metric names, "
+                              f"got {value!r} (known: {', '.join(known)})")
+    else:
+        return list(default)
+    for m in value:
+        if not isinstance(m, str) or m not in known:
+            raise ConfigError(f"config key 'tasks.{name}.{key}': unknown metric {m!r} for a task of kind "
+                              f"'{kind}' (known: {', '.join(known)})")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"config key 'tasks.{name}.{key}': a metric is listed twice in {value!r}")
+    return list(value)
 
 
 @register("classification")
@@ -19,7 +74,17 @@ class Classification(TaskKind):
     outputs = ("logits",)
     per_token = False
     primary_metric = "accuracy"
+    #: metric name -> f(labels, predictions) over the last axis (rows: resamples)
+    METRICS = {"accuracy": _accuracy, "f1": _f1, "matthews": _matthews}
+    scoring_keys = ("metric", "metrics")
     required_keys = ("text_fields", "num_labels")
+
+    @classmethod
+    def metrics(cls, settings):
+        settings = settings or {}
+        if "metric" in settings:
+            return [settings["metric"]]
+        return list(settings.get("metrics") or [cls.primary_metric])
 
     @classmethod
     def check_task(cls, name, task):
@@ -30,6 +95,10 @@ class Classification(TaskKind):
         n = task["num_labels"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 2:
             raise ConfigError(f"config key 'tasks.{name}.num_labels': expected an integer >= 2, got {n!r}")
+        metrics = configured_metrics(name, task, cls.METRICS, [cls.primary_metric], cls.name)
+        if "f1" in metrics and n != 2:
+            raise ConfigError(f"config key 'tasks.{name}.{'metric' if 'metric' in task else 'metrics'}': f1 is the F1 "
+                              f"of label 1 and needs num_labels 2 (got {n})")
 
     @classmethod
     def stratify(cls, df):
@@ -43,6 +112,9 @@ class Classification(TaskKind):
             raise DataError(f"{where}: missing column(s) {missing} (columns: {list(df.columns)}); "
                             f"check tasks.{task_name}.text_fields or the dataset's 'columns' map")
         labels = df["label"].to_numpy()
+        if labels.dtype.kind == "f":
+            raise DataError(f"{where}: labels are not integers (e.g. {labels[0]!r}): a classification task needs "
+                            f"class indices; a score to predict needs a task of kind 'regression'")
         if (labels == -1).any():
             raise DataError(f"{where}: {int((labels == -1).sum())} unlabelled row(s) (label -1) cannot be "
                             f"used for training or scored; use a labelled split")
@@ -96,4 +168,13 @@ class Classification(TaskKind):
         predictions = pd.DataFrame({"idx": idx.astype(np.int64), "label": labels.numpy().astype(np.int64),
                                     "pred": pred.numpy().astype(np.int64), "prob": prob.numpy().astype(np.float64),
                                     "correct": correct})
-        return {"accuracy": acc, "n": n}, predictions
+        metrics = {}
+        for name in cls.metrics(eval_set):
+            if name == "accuracy":
+                metrics[name] = acc
+            elif n:
+                keep = labelled.numpy()
+                metrics[name] = float(cls.METRICS[name](labels.numpy()[keep][None], pred.numpy()[keep][None])[0])
+            else:
+                metrics[name] = None
+        return {**metrics, "n": n}, predictions

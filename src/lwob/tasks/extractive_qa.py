@@ -117,6 +117,17 @@ class ExtractiveQA(TaskKind):
         return pa.table(cols), examples
 
     @classmethod
+    def synthetic_batch(cls, *, batch_size, length, vocab_size, generator, meta):
+        """Random ids and a random answer span: start and end positions anywhere in the window."""
+        import torch
+
+        ids = torch.randint(0, vocab_size, (batch_size, length), generator=generator)
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        for target in cls.targets:  # start_positions, then end_positions
+            batch[target] = torch.randint(0, length, (batch_size,), generator=generator)
+        return batch
+
+    @classmethod
     def score(cls, outputs, features, examples, eval_set=None):
         import numpy as np
         import pandas as pd

@@ -8,7 +8,7 @@ rule increments:
     input:
         unpack(trained_run),
     output:
-        stats="results/increments/{model}/{task}/{method}/seed{seed}.csv",
+        stats=paths.INCREMENTS,
     log:
         "logs/increments/{model}/{task}/{method}/seed{seed}.log",
     params:
@@ -27,7 +27,7 @@ rule increment_module:
     input:
         unpack(trained_run),
     output:
-        selected="results/increments/figure1/{model}/{task}/{method}/seed{seed}.safetensors",
+        selected=paths.INCREMENT_MODULE,
     log:
         "logs/increments/figure1/{model}/{task}/{method}/seed{seed}.log",
     params:
@@ -45,9 +45,9 @@ rule increment_module:
 
 rule increment_table:
     input:
-        stats=[f"results/increments/{r.path}.csv" for r in RUNS],
+        stats=run_files(paths.INCREMENTS),
     output:
-        csv=report("results/increments.csv", caption="../reports/captions/increments.rst", category="Weight increments"),
+        csv=report(paths.INCREMENT_TABLE, caption="../reports/captions/increments.rst", category="Weight increments"),
     log:
         "logs/increment_table.log",
     params:
@@ -60,11 +60,11 @@ rule increment_table:
 
 rule figure1:
     input:
-        selected=[f"results/increments/figure1/{r.path}.safetensors" for r in FIGURE1.values()],
+        selected=figure1_modules(),
     output:
-        pdf="results/figures/figure1.pdf",
-        png=report("results/figures/figure1.png", caption="../reports/captions/figure1.rst", category="Figures", subcategory="figure1"),
-        csv="results/increments/figure1.csv",
+        pdf=paths.of(paths.FIGURE, study=paths.FIGURE1, ext="pdf"),
+        png=report(paths.of(paths.FIGURE, study=paths.FIGURE1, ext="png"), caption="../reports/captions/figure1.rst", category="Figures", subcategory="figure1"),
+        csv=paths.FIGURE1_CSV,
     log:
         "logs/figure/figure1.log",
     params:

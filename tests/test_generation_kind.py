@@ -1,0 +1,317 @@
+"""The task-kind interface is open to kinds that generate: one module plus config.
+
+A generating kind is defined here, in a plugin file the test writes (nothing in the package
+knows it): it encodes prompt + completion with per-token labels masked to the completion,
+predicts by batched greedy generation (lwob.run.generation) with a stop string and a token
+budget, and scores exact match. A tiny Llama-style causal LM (built from a LlamaConfig, with
+a word-level tokenizer trained offline) is a `source: local` model, and the real DAG runs
+train -> evaluate -> aggregate -> table on it, for FFT and LoRA on the model's own LM head.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run_snakemake
+
+PLUGIN = textwrap.dedent('''
+    """Test plugin: copy a digit string ("copy 3 1 4 =" -> "3 1 4 ;"), scored by exact match."""
+    from lwob.errors import DataError
+    from lwob.tasks import TaskKind, register
+    from lwob.tasks.base import IGNORE_INDEX, int_lists
+
+
+    @register("copy_digits")
+    class CopyDigits(TaskKind):
+        auto_model = "AutoModelForCausalLM"
+        peft_task_type = "CAUSAL_LM"
+        head_names = ()  # the LM head is the model's own
+        targets = ("labels",)
+        target_level = "token"
+        needs_tokenizer = True
+        primary_metric = "accuracy"
+        scoring_keys = ("max_new_tokens", "stop")
+        required_keys = ("text_fields", "max_new_tokens", "stop")
+
+        @classmethod
+        def check_frame(cls, df, task, where, task_name):
+            missing = [c for c in [*task["text_fields"], "idx"] if c not in df.columns]
+            if missing:
+                raise DataError(f"{where}: missing column(s) {missing}")
+
+        @classmethod
+        def encode(cls, tokenizer, df, task, *, train):
+            import numpy as np
+            import pyarrow as pa
+
+            prompt_field, answer_field = task["text_fields"]
+            prompts = tokenizer(df[prompt_field].astype(str).tolist(), add_special_tokens=False)["input_ids"]
+            cols = {"row": pa.array(np.arange(len(df), dtype=np.int64)),
+                    "idx": pa.array(df["idx"].to_numpy(dtype=np.int64))}
+            if train:
+                stop = task["stop"][0]
+                completions = tokenizer([f"{a} {stop}" for a in df[answer_field].astype(str)],
+                                        add_special_tokens=False)["input_ids"]
+                cols["input_ids"] = int_lists([p + c for p, c in zip(prompts, completions)])
+                cols["labels"] = int_lists([[IGNORE_INDEX] * len(p) + c for p, c in zip(prompts, completions)],
+                                           dtype="int64")
+            else:
+                cols["input_ids"] = int_lists(prompts)
+                cols["reference"] = pa.array(df[answer_field].astype(str).tolist())
+            return pa.table(cols), None
+
+        @classmethod
+        def predict(cls, model, part, *, batch_size, device, fast=None, scoring=None, tokenizer=None):
+            from lwob.run.generation import generate
+
+            prompts = part.table.column("input_ids").to_pylist()
+            return {"generations": generate(model, prompts, tokenizer=tokenizer,
+                                            max_new_tokens=scoring["max_new_tokens"], stop_strings=scoring["stop"],
+                                            batch_size=batch_size, device=device, fast=fast)}
+
+        @classmethod
+        def score(cls, outputs, features, examples, eval_set=None):
+            import numpy as np
+            import pandas as pd
+
+            gens = outputs["generations"]
+            predictions = [" ".join(t.split()) for t in gens.texts]
+            references = features.column("reference").to_pylist()
+            correct = np.array([float(p == r) for p, r in zip(predictions, references)])
+            n = len(references)
+            metrics = {"accuracy": float(correct.mean()) if n else None, "n": n,
+                       "cut_at_budget": sum(r == "length" for r in gens.stop_reason)}
+            frame = pd.DataFrame({"idx": features.column("idx").to_numpy().astype(np.int64),
+                                  "prediction": predictions, "raw": gens.raw, "reference": references,
+                                  "stop_reason": gens.stop_reason,
+                                  "new_tokens": [len(t) for t in gens.token_ids], "correct": correct})
+            return metrics, frame
+''')
+
+WORDS = ["<pad>", "<unk>", "<s>", "</s>", "copy", "=", ";", *"0123456789"]
+MAX_NEW_TOKENS = 5  # 3 digits + ";" fit; a model that never writes ";" is cut after 5
+
+
+def build_tiny_llama(directory: Path) -> Path:
+    """A 2-layer Llama (hidden 64) with random weights and a word-level tokenizer, offline."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                        bos_token="<s>", eos_token="</s>")
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    config = LlamaConfig(vocab_size=len(WORDS), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def write_copy_data(folder: Path) -> None:
+    """CSV splits: prompt, answer, and a dummy label (the local loader wants one per row)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(5)
+    for split, n in {"train": 192, "validation": 16, "test": 24, "adv": 16}.items():
+        rows = []
+        for _ in range(n):
+            digits = " ".join(rng.choice("0123456789") for _ in range(3))
+            rows.append({"prompt": f"copy {digits} =", "answer": digits, "label": 0})
+        pd.DataFrame(rows).to_csv(folder / f"{split}.csv", index=False)
+
+
+def gen_config() -> dict:
+    res = {"gpus": 0, "cpus": 1, "mem_mb": 2000, "runtime_min": 10}
+    return {
+        "seeds": [0],
+        "plugins": ["plugins/copy_kind.py"],
+        "datasets": {"copy": {"source": "local", "files": {
+            s: f"data/external/copy/{s}.csv" for s in ("train", "validation", "test", "adv")}}},
+        "models": {"tiny-llama": {"source": "local", "path": "models/tiny-llama", "display": "Tiny Llama",
+                                  "resources": res}},
+        "methods": {"fft": {"type": "fft", "display": "FFT", "training": {"lr": 5.0e-3}},
+                    "lora": {"type": "lora", "display": "LoRA",
+                             "options": {"r": 8, "alpha": 16, "dropout": 0.0,
+                                         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                            "gate_proj", "up_proj", "down_proj"]},
+                             "training": {"lr": 1.0e-2}}},
+        "tasks": {"copy": {
+            "kind": "copy_digits", "display": "Copy", "text_fields": ["prompt", "answer"], "max_length": 16,
+            "max_new_tokens": MAX_NEW_TOKENS, "stop": [";"],
+            "train": {"dataset": "copy", "split": "train"},
+            "validation": {"dataset": "copy", "split": "validation"},
+            "eval_sets": {"origin": {"dataset": "copy", "split": "test", "kind": "origin"},
+                          "adv": {"dataset": "copy", "split": "adv", "kind": "adv"}},
+        }},
+        "training": {"epochs": 20, "batch_size": 16, "eval_batch_size": 32, "lr": 3.0e-3, "warmup_ratio": 0.05,
+                     "weight_decay": 0.0, "optimizer": "adamw", "max_grad_norm": 1.0, "lr_scheduler": "linear",
+                     "device": "cpu", "group_by_length": False, "precision": "fp32"},
+        "resources": {"default": res},
+        "execution": {"warm_worker": False},
+        "studies": {"gen": {"title": "Exact match on copying digits", "layout": "robustness_table",
+                            "models": ["tiny-llama"], "methods": ["fft", "lora"], "tasks": ["copy"]}},
+    }
+
+
+@pytest.fixture(scope="module")
+def workflow_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("gen")
+    (work / "plugins").mkdir()
+    (work / "plugins" / "copy_kind.py").write_text(PLUGIN)
+    write_copy_data(work / "data" / "external" / "copy")
+    build_tiny_llama(work / "models" / "tiny-llama")
+    result = run_snakemake(work, "results/tables/gen.tex", "results/metrics.csv", config=gen_config(),
+                           profile="profiles/local", timeout=600)
+    assert result.returncode == 0, (result.stdout[-3000:] + result.stderr[-5000:])
+    return work
+
+
+def test_generating_kind_runs_through_the_real_dag(workflow_run):
+    work = workflow_run
+    metrics = pd.read_csv(work / "results" / "metrics.csv")
+    for method in ("fft", "lora"):
+        record = json.loads((work / "results" / "eval" / "tiny-llama" / "copy" / method / "seed0.json").read_text())
+        preds = pd.read_parquet(work / "results" / "eval" / "tiny-llama" / "copy" / method / "seed0.predictions.parquet")
+        for eval_set in ("origin", "adv"):
+            p = preds[preds["eval_set"] == eval_set]
+            assert len(p) == record["metrics"][eval_set]["n"] > 0
+            # The scores are what the predictions give: exact match of prediction and reference.
+            em = float((p["prediction"] == p["reference"]).mean())
+            assert record["metrics"][eval_set]["accuracy"] == pytest.approx(em)
+            assert p["correct"].tolist() == [float(a == b) for a, b in zip(p["prediction"], p["reference"])]
+            row = metrics[(metrics["method"] == method) & (metrics["eval_set"] == eval_set)
+                          & (metrics["metric"] == "accuracy")]
+            assert row["value"].tolist() == pytest.approx([em])
+            # Generation stops at the stop string: it is cut off, and never seen past it.
+            stopped = p[p["stop_reason"] == "stop"]
+            assert all(";" in raw for raw in stopped["raw"])
+            assert not any(";" in pred for pred in p["prediction"])
+            assert all(pred == " ".join(raw.split(";")[0].split()) for pred, raw in zip(p["prediction"], p["raw"]))
+            cut = p[p["stop_reason"] == "length"]
+            assert (cut["new_tokens"] == MAX_NEW_TOKENS).all() and not any(";" in r for r in cut["raw"])
+            assert record["metrics"][eval_set]["cut_at_budget"] == len(cut)
+        train = json.loads((work / "results" / "runs" / "tiny-llama" / "copy" / method / "seed0" / "train.json").read_text())
+        assert train["task_kind"] == "copy_digits" and train["params"]["head"] == 0
+    # Training taught the copy (the loss is on completion tokens only): most generations stop
+    # at ";" and FFT copies most test prompts exactly.
+    fft = pd.read_parquet(work / "results" / "eval" / "tiny-llama" / "copy" / "fft" / "seed0.predictions.parquet")
+    assert (fft["stop_reason"] == "stop").mean() >= 0.8
+    assert fft["correct"].mean() >= 0.5
+    table = (work / "results" / "tables" / "gen.tex").read_text()
+    assert "FFT" in table and "LoRA" in table
+
+
+def test_editing_the_plugin_reruns_its_jobs(workflow_run):
+    """code_of counts the plugin's file: after the run nothing is to be done, and an edit of
+    the plugin reruns the jobs that load the task registry (train and evaluate among them)."""
+    work = workflow_run
+    clean = run_snakemake(work, "results/tables/gen.tex", "-n", config=gen_config(), profile="profiles/local")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    assert "Nothing to be done" in clean.stdout + clean.stderr
+    plugin = work / "plugins" / "copy_kind.py"
+    original = plugin.read_text()
+    try:
+        plugin.write_text(original + "\n# an edit\n")
+        result = run_snakemake(work, "results/tables/gen.tex", "-n", config=gen_config(), profile="profiles/local")
+        assert result.returncode == 0, result.stderr[-3000:]
+        text = result.stdout + result.stderr
+        assert "rule train:" in text and "rule evaluate:" in text
+    finally:
+        plugin.write_text(original)
+
+
+# --------------------------------------------------------------------------- without the DAG
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("llama") / "tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def copy_kind(tmp_path_factory):
+    """The plugin's kind, registered in this process as a job would (lwob.plugins)."""
+    from lwob import plugins, tasks
+
+    path = tmp_path_factory.mktemp("plugin") / "copy_kind.py"
+    path.write_text(PLUGIN)
+    plugins.load(plugins.resolve([str(path)]))
+    return tasks.get("copy_digits")
+
+
+def test_batched_generation_equals_one_by_one_and_stops(tiny_llama):
+    """Left-padded batches give each row what it gets alone; a stop string cuts the text,
+    a generation without one is cut at the budget and says so."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from lwob.run.generation import LENGTH, STOP, cut_at_stop, generate
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_llama))
+    model = LlamaForCausalLM.from_pretrained(str(tiny_llama))
+    prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in
+               ("copy 1 =", "copy 3 1 4 1 5 9 =", "copy 2 7 =", "copy 9 9 9 9 =")]
+    batched = generate(model, prompts, tokenizer=tok, max_new_tokens=6, batch_size=4)
+    alone = [generate(model, [p], tokenizer=tok, max_new_tokens=6, batch_size=1) for p in prompts]
+    assert batched.token_ids == [a.token_ids[0] for a in alone]
+    assert batched.stop_reason == [LENGTH] * 4 and all(len(t) == 6 for t in batched.token_ids)
+    # Stop at the first new word the model wrote (it is random): the text ends just before it.
+    first = batched.raw[0].split()[0]
+    stopped = generate(model, prompts[:1], tokenizer=tok, max_new_tokens=6, stop_strings=[first])
+    assert stopped.stop_reason == [STOP] and stopped.texts[0].strip() == ""
+    assert len(stopped.token_ids[0]) < 6 or first in stopped.raw[0]
+    assert cut_at_stop("1 2 ; 3 ;", [";"]) == ("1 2 ", True) and cut_at_stop("1 2", [";"]) == ("1 2", False)
+
+
+@pytest.mark.parametrize("method, options", [
+    ("fft", {}), ("lora", {"r": 4}), ("adalora", {"init_r": 4, "target_r": 2}), ("ia3", {}),
+    ("prefix", {"num_virtual_tokens": 4}), ("topk", {"k": 1}),
+])
+def test_methods_train_a_causal_lm_through_its_own_head(method, options, tiny_llama, copy_kind):
+    """Each method builds on a Llama-style causal LM with the kind's CAUSAL_LM task type, takes
+    a step on per-token labels, counts exactly what trains and hands it all to the optimizer."""
+    import torch
+
+    from lwob.run.training import build_run_model, make_optimizer, resolve_hyperparameters
+
+    meta = {"kind": "copy_digits", "max_length": 16}
+    model, cls, _, ctx, base_total = build_run_model(model_dir=tiny_llama, meta=meta, method_type=method,
+                                                     method_options=options, seed=0, total_steps=10)
+    counts = cls.parameter_counts(model, base_total)
+    trainable = {id(p): p for p in model.parameters() if p.requires_grad}
+    assert counts["trainable"] == sum(p.numel() for p in trainable.values()) > 0
+    assert counts["head"] == 0
+    optimizer = make_optimizer(model, resolve_hyperparameters({"weight_decay": 0.01}), torch.device("cpu"),
+                               method=cls)
+    grouped = [p for g in optimizer.param_groups for p in g["params"]]
+    assert len(grouped) == len(trainable) and {id(p) for p in grouped} == set(trainable)
+    batch = copy_kind.synthetic_batch(batch_size=2, length=8, vocab_size=len(WORDS),
+                                      generator=torch.Generator().manual_seed(0), meta=meta)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    model(**batch).loss.backward()
+    optimizer.step()
+    assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_bitfit_on_a_model_without_biases_fails_at_config_time(tiny_llama, copy_kind):
+    from lwob import methods
+    from lwob.errors import ConfigError
+    from lwob.models import model_info_from_dir
+
+    info = model_info_from_dir(tiny_llama)
+    assert info["bias_terms"] is False
+    ctx = methods.MethodContext(model_type=info["model_type"], task_kind="copy_digits", bias_terms=info["bias_terms"])
+    with pytest.raises(ConfigError, match="bitfit: model type 'llama' has no bias terms"):
+        methods.get("bitfit").check(methods.parse_options("bitfit", {}), ctx)
