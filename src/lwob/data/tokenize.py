@@ -32,7 +32,7 @@ from lwob.errors import ConfigError, DataError
 from lwob.io import read_json, sha256_file, verify_sha256, write_json
 
 DATA_SEED = 1234  # fixed: the holdout and the train subsample never depend on the run seed
-EVAL_KINDS = ("origin", "adv")
+EVAL_KINDS = tuple(task_kinds.EVAL_SET_KINDS)
 RESERVED_PARTS = ("train", "validation")
 
 

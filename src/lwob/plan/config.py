@@ -206,10 +206,24 @@ def _unknown_key_message(err) -> str:
     return "\n  ".join(lines)
 
 
+#: The closed choices of the training settings (`training`, `methods.*.training`, ...). The
+#: schema's `hyperparameters` take their enums from here, and lwob.run.training checks what
+#: its direct callers pass against the same lists.
+TRAINING_CHOICES = {
+    "optimizer": ("adamw",),
+    "lr_scheduler": ("linear", "constant"),
+    "device": ("auto", "cpu", "cuda"),
+    "parallel": ("ddp", "fsdp"),
+    "precision": ("auto", "fp32", "bf16"),
+}
+
+
 def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
     import jsonschema
 
     schema = load_yaml(schema_path)
+    for key, choices in TRAINING_CHOICES.items():
+        schema["definitions"]["hyperparameters"]["properties"][key]["enum"] = list(choices)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if not errors:

@@ -26,9 +26,10 @@ from .escaping import latex_escape, latex_label
 from ..io import atomic_write_bytes
 from ..methods import shown
 from ..registry import Registry
+from ..tasks.base import EVAL_SET_KINDS
 
-SPLITS = ("origin", "adv")
-SPLIT_DISPLAY = {"origin": "Origin", "adv": "Adv"}
+SPLIT_DISPLAY = EVAL_SET_KINDS  # the eval-set kinds, in column order
+SPLITS = tuple(SPLIT_DISPLAY)
 AVERAGE = "average"  # column name of the average, as in the paper's reference CSV
 MISSING = "--"
 NOT_SUPPLIED = "n/s"  # a configured eval set whose optional file is absent

@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import ConfigError
+from ..plan.config import TRAINING_CHOICES
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = TRAINING_CHOICES["precision"]
 
 
 @functools.lru_cache(maxsize=None)

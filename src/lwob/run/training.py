@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..plan.config import TRAINING_CHOICES
 from ..io import read_json, sha256_file, verify_sha256, write_json
 
 HP_DEFAULTS: dict[str, Any] = {
@@ -70,19 +71,14 @@ def resolve_hyperparameters(hp: dict | None) -> dict:
     if unknown:
         raise ConfigError(f"unknown training hyperparameter(s) {unknown} (known: {', '.join(HP_DEFAULTS)})")
     out = {**HP_DEFAULTS, **hp}
-    if out["optimizer"] != "adamw":
-        raise ConfigError(f"training.optimizer: only 'adamw' is supported, got {out['optimizer']!r}")
-    if out["lr_scheduler"] not in ("linear", "constant"):
-        raise ConfigError(f"training.lr_scheduler: 'linear' or 'constant', got {out['lr_scheduler']!r}")
-    if out["parallel"] not in ("ddp", "fsdp"):
-        raise ConfigError(f"training.parallel: 'ddp' or 'fsdp', got {out['parallel']!r}")
+    for key, choices in TRAINING_CHOICES.items():
+        if key != "device" and out[key] not in choices:  # device: resolve_device (also "cuda:1")
+            raise ConfigError(f"training.{key}: one of {', '.join(choices)}, got {out[key]!r}")
     for k in ("epochs", "batch_size", "eval_batch_size", "processes"):
         if not isinstance(out[k], int) or isinstance(out[k], bool) or out[k] < 1:
             raise ConfigError(f"training.{k}: expected a positive integer, got {out[k]!r}")
     for k in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
         out[k] = float(out[k])
-    if out["precision"] not in ("auto", "fp32", "bf16"):
-        raise ConfigError(f"training.precision: 'auto', 'fp32' or 'bf16', got {out['precision']!r}")
     for k in ("group_by_length", "tf32", "fused_optimizer", "compile"):
         if not isinstance(out[k], bool):
             raise ConfigError(f"training.{k}: expected true or false, got {out[k]!r}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import REGISTRY, TaskKind, get, known, register  # noqa: F401
+from .base import EVAL_SET_KINDS, REGISTRY, TaskKind, get, known, register  # noqa: F401
 
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name != "base" and not _mod.name.startswith("_"):

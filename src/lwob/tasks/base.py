@@ -150,6 +150,10 @@ def _check_kind(cls: type) -> None:
         raise TypeError(f"{cls.__name__}.target_level must be 'row' or 'token', got {cls.target_level!r}")
 
 
+#: The kinds of eval set a task has and how tables and figures name them: the original test
+#: set and an adversarial one (tasks.<t>.eval_sets.<e>.kind; the tables' Origin/Adv columns).
+EVAL_SET_KINDS = {"origin": "Origin", "adv": "Adv"}
+
 REGISTRY = Registry("task kind", check=_check_kind)
 register, known, get = REGISTRY.register, REGISTRY.known, REGISTRY.get
 

@@ -100,18 +100,6 @@ def study_methods(config: dict) -> list[str]:
     return list((section(config) or {}).get("methods") or [])
 
 
-def probe_paths(config: dict) -> list[str]:
-    return [f"results/resources/probe/{m}/{x}.json" for m in study_models(config) for x in study_methods(config)]
-
-
-def final_outputs(config: dict) -> list[str]:
-    """The study's final files (none without an enabled `resource_study` section)."""
-    if section(config) is None:
-        return []
-    return ["results/tables/resources.tex", "results/tables/resources.csv",
-            "results/figures/resources.pdf", "results/figures/resources.png"]
-
-
 def study_runs(config: dict) -> list:
     """The study runs (lwob.plan.config.Run) of the resource study's models and methods, every task."""
     from ...plan import config as cfg
