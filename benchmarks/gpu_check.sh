@@ -130,7 +130,12 @@ for whl in "$WHEELS"/*.whl; do
 done
 if ((${#missing[@]})); then
     echo "installing offline: ${#missing[@]} wheel(s)"
-    "$PY" -m pip install -q --no-index --no-deps --target "$SCRATCH/extra" "${missing[@]}"
+    if "$PY" -m pip --version >/dev/null 2>&1; then
+        "$PY" -m pip install -q --no-index --no-deps --target "$SCRATCH/extra" "${missing[@]}"
+    else  # no pip in that Python: a wheel is a zip archive laid out for site-packages
+        "$PY" -c "import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]" \
+            "$SCRATCH/extra" "${missing[@]}"
+    fi
 fi
 
 # 4. the stages

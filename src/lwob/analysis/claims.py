@@ -21,7 +21,7 @@ Conventions shared by the rules:
   `compare_to_reference` used (by default every comparison of the run).
 * MARGIN (0.01 = one point of accuracy / F1) is the smallest difference counted as more
   than "little".
-* Score per eval set: its primary metric (`lwob.analysis.stats.primary_metric`: accuracy; QA F1 on
+* Score per eval set: its task's metric (`lwob.analysis.stats.primary_metric`: accuracy; QA F1 on
   original sets, the worst-case adv_f1 on adversarial sets).
 
 API::
@@ -169,9 +169,12 @@ class Results:
         s = _keyed(self.summary, {"model", "task", "method", "eval_set", "kind", "metric"}, {"mean"})
         if s is None:
             return None
+        from ..plan.config import task_metrics
+
+        judged_on = task_metrics({"tasks": self.tasks})  # the metric each task is judged on
         keep = []
-        for (_, _, _), g in s.groupby(["model", "task", "eval_set"], sort=True):
-            metric = primary_metric(set(g["metric"]), g["kind"].iloc[0])
+        for (_, task, _), g in s.groupby(["model", "task", "eval_set"], sort=True):
+            metric = primary_metric(set(g["metric"]), g["kind"].iloc[0], task_metric=judged_on.get(task))
             if metric is not None:
                 keep.append(g[g["metric"] == metric])
         if not keep:

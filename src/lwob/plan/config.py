@@ -533,10 +533,9 @@ def task_metrics(config: dict) -> dict[str, str]:
     """task -> the metric it is judged on: the first of its kind's metrics for its config
     entry (``metric:`` / ``metrics:``, else the kind's default; lwob.tasks). Tables show it,
     the statistics compare it, and it picks the best epoch."""
-    from .. import tasks as task_kinds
+    from ..tasks.base import task_metric
 
-    return {name: task_kinds.get(task.get("kind", "classification")).metrics(task)[0]
-            for name, task in config["tasks"].items()}
+    return {name: task_metric(task) for name, task in config["tasks"].items()}
 
 
 def enabled_studies(config: dict) -> dict:

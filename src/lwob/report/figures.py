@@ -96,7 +96,7 @@ def _stats(values: dict[int, float]) -> tuple[float, float]:
 def figure_groups(study: dict, tasks: dict) -> tuple[list[ColumnGroup], str]:
     """The study's column groups with (task, eval set, metric) per split, and the y label.
 
-    Classification (Table 3): the table's columns, accuracy. QA (Tables 4, 5): one group
+    Classification (Table 3): the table's columns, each in its task's metric. QA (Tables 4, 5): one group
     per adversarial set, Origin = F1 on the set's original questions, Adv = the Jia-Liang
     worst-case F1 (or the plain F1 with ``adversarial_score: plain``).
     """
@@ -111,10 +111,13 @@ def figure_groups(study: dict, tasks: dict) -> tuple[list[ColumnGroup], str]:
                     groups.append(ColumnGroup(column, column_display(column, task_name, task, es), {
                         "origin": (task_name, es_name, "orig_f1"), "adv": (task_name, es_name, adv_metric)}))
         return groups, "F1"
+    from ..tasks.base import task_metric
+
     groups = column_groups(study, tasks)
-    for g in groups:
-        g.eval_sets = {split: (*src, "accuracy") for split, src in g.eval_sets.items()}
-    return groups, "Accuracy"
+    for g in groups:  # each task's own metric (accuracy unless it names another: CoLA, MRPC, STS-B)
+        g.eval_sets = {split: (*src, task_metric(tasks[src[0]])) for split, src in g.eval_sets.items()}
+    shown = {src[2] for g in groups for src in g.eval_sets.values()}
+    return groups, ("Accuracy" if shown <= {"accuracy"} else "Score")
 
 
 def figure_data(metrics: pd.DataFrame, study: dict, tasks: dict, scale: float = 100.0) -> pd.DataFrame:

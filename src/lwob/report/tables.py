@@ -26,7 +26,7 @@ from .escaping import latex_escape, latex_label
 from ..io import atomic_write_bytes
 from ..methods import shown
 from ..registry import Registry
-from ..tasks.base import EVAL_SET_KINDS
+from ..tasks.base import EVAL_SET_KINDS, metric_display, task_metric
 
 SPLIT_DISPLAY = EVAL_SET_KINDS  # the eval-set kinds, in column order
 SPLITS = tuple(SPLIT_DISPLAY)
@@ -165,29 +165,16 @@ def robustness_layout(study: dict, tasks: dict, skipped: dict | None = None) -> 
     return cols
 
 
-#: how a legend names a task's metric (lwob.tasks: classification, regression)
-METRIC_DISPLAY = {"accuracy": "accuracy", "f1": "F1", "matthews": "Matthews correlation",
-                  "pearson": "Pearson correlation", "spearman": "Spearman correlation"}
-
-
-def task_metric(task: dict) -> str:
-    """The metric a task's columns show: the first of its kind's metrics for its entry
-    (``metric:`` / ``metrics:``; lwob.tasks)."""
-    from .. import tasks as task_kinds
-
-    return task_kinds.get(task.get("kind", "classification")).metrics(task)[0]
-
-
-def _metrics_unit(columns: list[Column]) -> str | None:
+def _metrics_unit(columns: list[Column], tasks: dict) -> str | None:
     """A legend's unit when a robustness table's columns show other metrics than accuracy:
     each column group with its metric (None when every column is accuracy)."""
-    shown: dict[str, str] = {}
+    shown: dict[str, tuple[str, str]] = {}
     for c in columns:
         if c.group != AVERAGE and c.sources:
-            shown.setdefault(c.group_display, c.sources[0][2])
-    if set(shown.values()) <= {"accuracy"}:
+            shown.setdefault(c.group_display, (c.sources[0][0], c.sources[0][2]))
+    if {m for _, m in shown.values()} <= {"accuracy"}:
         return None
-    parts = [f"{METRIC_DISPLAY.get(m, m)} for {latex_escape(g)}" for g, m in shown.items()]
+    parts = [f"{metric_display(tasks[t], m)} for {latex_escape(g)}" for g, (t, m) in shown.items()]
     return "Scores (\\%): " + ", ".join(parts) + ("; Avg is their mean" if any(c.group == AVERAGE for c in columns) else "")
 
 
@@ -412,7 +399,7 @@ def study_table(summary: pd.DataFrame, study: dict, tasks: dict, models: dict, m
 
     unit = LAYOUTS.get(study.get("layout", "robustness_table")).unit
     if study.get("layout", "robustness_table") == "robustness_table":
-        unit = _metrics_unit(columns) or unit  # tasks with their own metric (CoLA, MRPC, STS-B)
+        unit = _metrics_unit(columns, tasks) or unit  # tasks with their own metric (CoLA, MRPC, STS-B)
     legend = f"{unit}, mean(std) over seeds; best per column within each model in bold; {MISSING} marks a missing result."
     if study.get("layout") == "qa_robustness_table":
         worst = study.get("adversarial_score", "worst_case") != "plain"

@@ -28,6 +28,8 @@ from ..registry import Registry
 
 
 class TaskKind:
+    #: how a table's legend names each metric the kind reports (a name not here shows as is)
+    metric_display: ClassVar[dict[str, str]] = {}
     name: ClassVar[str] = ""
     #: transformers Auto class that loads the model with this kind's head
     auto_model: ClassVar[str] = ""
@@ -148,6 +150,18 @@ IGNORE_INDEX = -100
 def _check_kind(cls: type) -> None:
     if cls.target_level not in ("row", "token"):
         raise TypeError(f"{cls.__name__}.target_level must be 'row' or 'token', got {cls.target_level!r}")
+
+
+def task_metric(task: dict) -> str:
+    """The metric a task is judged on: the first of its kind's metrics for its config entry
+    (``metric:`` / ``metrics:``, else the kind's default). Tables show it, the statistics and
+    the claims compare it, and it picks the best epoch."""
+    return get(task.get("kind", "classification")).metrics(task)[0]
+
+
+def metric_display(task: dict, metric: str) -> str:
+    """How a legend names `metric` of `task` (its kind's `metric_display`, else the name)."""
+    return get(task.get("kind", "classification")).metric_display.get(metric, metric)
 
 
 #: The kinds of eval set a task has and how tables and figures name them: the original test

@@ -76,6 +76,7 @@ class Classification(TaskKind):
     primary_metric = "accuracy"
     #: metric name -> f(labels, predictions) over the last axis (rows: resamples)
     METRICS = {"accuracy": _accuracy, "f1": _f1, "matthews": _matthews}
+    metric_display = {"accuracy": "accuracy", "f1": "F1", "matthews": "Matthews correlation"}
     scoring_keys = ("metric", "metrics")
     required_keys = ("text_fields", "num_labels")
 

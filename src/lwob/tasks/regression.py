@@ -53,6 +53,7 @@ class Regression(TaskKind):
     primary_metric = "pearson"
     #: metric name -> f(labels, predictions) over the last axis (rows: resamples)
     METRICS = {"pearson": _pearson, "spearman": _spearman}
+    metric_display = {"pearson": "Pearson correlation", "spearman": "Spearman correlation"}
     DEFAULT_METRICS = ("pearson", "spearman")
     scoring_keys = ("metric", "metrics", "label_range")
     required_keys = ("text_fields",)
