@@ -43,6 +43,26 @@ def _matthews(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
 
 
+def encode_text_rows(tokenizer, df, task: dict, label_type: str):
+    """One row per example: its text fields (one, or a pair) tokenised with the model's
+    special tokens, and its `label` as `label_type` (int64 classes, float32 scores)."""
+    import numpy as np
+    import pyarrow as pa
+
+    texts = [df[c].astype(str).tolist() for c in task["text_fields"]]
+    enc = tokenizer(*texts, truncation=True, max_length=task["max_length"], padding=False,
+                    add_special_tokens=True)
+    cols = {
+        "row": pa.array(np.arange(len(df), dtype=np.int64)),
+        "idx": pa.array(df["idx"].to_numpy(dtype=np.int64), type=pa.int64()),
+        "labels": pa.array(df["label"].to_numpy(dtype=label_type), type=getattr(pa, label_type)()),
+        "input_ids": int_lists(enc["input_ids"]),
+    }
+    if "token_type_ids" in enc:
+        cols["token_type_ids"] = int_lists(enc["token_type_ids"])
+    return pa.table(cols)
+
+
 def configured_metrics(name: str, task: dict, known: dict, default: list[str], kind: str) -> list[str]:
     """A task's ``metric`` / ``metrics`` checked against ``known`` (ConfigError naming the key)."""
     if "metric" in task and "metrics" in task:
@@ -129,21 +149,7 @@ class Classification(TaskKind):
 
     @classmethod
     def encode(cls, tokenizer, df, task, *, train):
-        import numpy as np
-        import pyarrow as pa
-
-        texts = [df[c].astype(str).tolist() for c in task["text_fields"]]
-        enc = tokenizer(*texts, truncation=True, max_length=task["max_length"], padding=False,
-                        add_special_tokens=True)
-        cols = {
-            "row": pa.array(np.arange(len(df), dtype=np.int64)),
-            "idx": pa.array(df["idx"].to_numpy(dtype=np.int64), type=pa.int64()),
-            "labels": pa.array(df["label"].to_numpy(dtype=np.int64), type=pa.int64()),
-            "input_ids": int_lists(enc["input_ids"]),
-        }
-        if "token_type_ids" in enc:
-            cols["token_type_ids"] = int_lists(enc["token_type_ids"])
-        return pa.table(cols), None
+        return encode_text_rows(tokenizer, df, task, "int64"), None
 
     @classmethod
     def model_kwargs(cls, meta):

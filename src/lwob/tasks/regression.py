@@ -20,8 +20,8 @@ import math
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .base import TaskKind, int_lists, register
-from .classification import configured_metrics
+from .base import TaskKind, register
+from .classification import configured_metrics, encode_text_rows
 
 
 def _pearson(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
@@ -103,20 +103,7 @@ class Regression(TaskKind):
 
     @classmethod
     def encode(cls, tokenizer, df, task, *, train):
-        import pyarrow as pa
-
-        texts = [df[c].astype(str).tolist() for c in task["text_fields"]]
-        enc = tokenizer(*texts, truncation=True, max_length=task["max_length"], padding=False,
-                        add_special_tokens=True)
-        cols = {
-            "row": pa.array(np.arange(len(df), dtype=np.int64)),
-            "idx": pa.array(df["idx"].to_numpy(dtype=np.int64), type=pa.int64()),
-            "labels": pa.array(df["label"].to_numpy(dtype=np.float32), type=pa.float32()),
-            "input_ids": int_lists(enc["input_ids"]),
-        }
-        if "token_type_ids" in enc:
-            cols["token_type_ids"] = int_lists(enc["token_type_ids"])
-        return pa.table(cols), None
+        return encode_text_rows(tokenizer, df, task, "float32"), None
 
     @classmethod
     def model_kwargs(cls, meta):
