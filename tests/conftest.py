@@ -94,10 +94,6 @@ def reduced_demo_config() -> dict:
                 dataset["n_train"] = dataset["n_train"] * 2 // 3
     if "resource_study" in config:
         config["resource_study"]["steps"] = 1
-    # GLUE's other tasks in their own metrics: off in the full demo (it would move the pooled
-    # statistics of the other studies), on here so CI runs CoLA, MRPC and STS-B end to end.
-    if "glue_metrics" in config["studies"]:
-        config["studies"]["glue_metrics"]["enabled"] = True
     return config
 
 

@@ -69,7 +69,9 @@ def test_demo_outputs(demo):
         assert f"({method})" in tex
     assert "\\textbf" in tex and "\\toprule" in tex
     summary = pd.read_csv(demo / "results/summary.csv")
-    acc = summary[(summary.metric == "accuracy") & summary.method.isin(cfg["studies"]["table3"]["methods"])]
+    table3 = cfg["studies"]["table3"]
+    acc = summary[(summary.metric == "accuracy") & summary.method.isin(table3["methods"])
+                  & summary.task.isin(table3["tasks"])]
     assert set(acc.n) == {len(cfg["seeds"])}
     assert len(acc) == 6 * 2 * 2  # methods x tasks x (origin, adv)
     # The adversarial sets are harder: a real drop on average.
@@ -78,10 +80,10 @@ def test_demo_outputs(demo):
     assert mean["origin"] > 0.7, mean
     runs = pd.read_csv(demo / "results/runs.csv")
     # Table 3 (the config's seeds); Tables 4, 5 (2 seeds); Tables 9, 10 add top-1/3/6 on 2 + 1 tasks and
-    # the budget study LoRA r=64 (2 seeds).
-    assert len(runs) == len(demo_runs(cfg)) == 6 * 2 * len(cfg["seeds"]) + (8 + 5) * 2 + 3 * 3 * 2 + 2
+    # the budget study LoRA r=64 (2 seeds); GLUE's other tasks FFT and LoRA on 3 tasks (2 seeds).
+    assert len(runs) == len(demo_runs(cfg)) == 6 * 2 * len(cfg["seeds"]) + (8 + 5) * 2 + 3 * 3 * 2 + 2 + 2 * 3 * 2
     assert (runs.filter(like="trainable").iloc[:, 0] > 0).all()
-    studies = ["table3", "table4", "table5", "table9", "table10", "budget_squad"]
+    studies = ["table3", "table4", "table5", "table9", "table10", "budget_squad", "glue_metrics"]
     for study in [*studies, "figure1"]:
         for ext in ["pdf", "png"]:
             assert (demo / f"results/figures/{study}.{ext}").stat().st_size > 1000
@@ -132,7 +134,8 @@ def test_learning_rate_change_reruns_only_that_method(demo):
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
     n_lora = sum(r.method == "lora" for r in demo_runs(config))
-    assert n_lora == len(config["seeds"]) * 2 + 2 * 2  # Table 3 (seeds x 2 tasks); Tables 4 and 5 (2 seeds each)
+    # Table 3 (seeds x 2 tasks); Tables 4 and 5 (2 seeds each); GLUE's other tasks (3 tasks x 2 seeds)
+    assert n_lora == len(config["seeds"]) * 2 + 2 * 2 + 3 * 2
     assert jobs.get("train") == n_lora and jobs.get("evaluate") == n_lora, jobs
     assert "tokenize" not in jobs and "download" not in jobs
     out = result.stdout + result.stderr
@@ -149,7 +152,8 @@ def test_template_edit_reruns_only_tables(demo):
     finally:  # later tests plan against the unchanged template
         template.write_text(original)
     assert result.returncode == 0
-    assert planned_jobs(result) == {"table": 6, "paper_table": 5, "all": 1}  # side-by-side tables read them
+    # The seven studies' tables, and the side-by-side tables that read five of them.
+    assert planned_jobs(result) == {"table": 7, "paper_table": 5, "all": 1}
 
 
 def test_supplying_an_optional_set_evaluates_without_retraining(demo):
@@ -175,7 +179,7 @@ def test_supplying_an_optional_set_evaluates_without_retraining(demo):
     assert jobs["download"] == 1 and jobs["tokenize_eval"] == 2  # minilm and minilm-causal
     assert jobs["evaluate"] == (8 + 5 + 3 + 1) * 2  # every QA run, none of the classification runs
     # Tables and figures read the aggregated CSVs, so all are redrawn (Table 3's unchanged).
-    assert jobs["aggregate"] == 1 and jobs["table"] == jobs["figure"] == 6
+    assert jobs["aggregate"] == 1 and jobs["table"] == jobs["figure"] == 7
 
 
 def test_budget_studies_and_figure1(demo):
