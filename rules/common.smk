@@ -44,6 +44,9 @@ if "snakemake_executor_plugin_slurm" in sys.modules:
 # functions run once per job (thousands in the paper DAG) and only look these up.
 STUDIES = cfg.enabled_studies(config)
 RUNS = cfg.runs(config, studies=STUDIES)
+# Runs with a train job: not those of a method that never trains (vanilla: the base model).
+TRAINED_RUNS = cfg.trained_runs(config, RUNS)
+UNTRAINED_METHODS = frozenset(r.method for r in RUNS) - frozenset(r.method for r in TRAINED_RUNS)
 # Studies shown beside the paper's numbers: those naming a paper table, when the config has them.
 PAPER_STUDIES = [name for name, study in STUDIES.items() if study.get("paper_table") and config.get("reference")]
 SELECTED = cfg.selected_triples(config, run_list=RUNS)  # (model, task, method) whose settings a grid chooses
@@ -95,6 +98,7 @@ localrules:
     selection_table,
     paper_table,
     claims,
+    generations,
 
 
 def per_job(func):
@@ -109,8 +113,14 @@ def per_job(func):
     return func
 
 
+# Studies with generation tasks: their per-example generations are a report page of their own.
+GENERATION_RUNS = {name: cfg.generation_runs(config, study) for name, study in STUDIES.items()}
+GENERATION_STUDIES = [name for name, runs in GENERATION_RUNS.items() if runs]
+
+
 def final_outputs():
     return [
+        *paths.study_files(paths.GENERATIONS, GENERATION_STUDIES, paths.GENERATIONS_EXTS),
         *paths.study_files(paths.TABLE, STUDIES, paths.TABLE_EXTS),
         *paths.study_files(paths.FIGURE, STUDIES, paths.FIGURE_EXTS),
         *paths.study_files(paths.PAPER_TABLE, PAPER_STUDIES, paths.TABLE_EXTS),
@@ -134,8 +144,10 @@ def resource_outputs():
 
 
 def run_files(pattern):
-    """`pattern` (lwob.plan.paths: TRAIN_RECORD, EVAL_RECORD, PREDICTIONS, INCREMENTS) of every run."""
-    return [paths.run_file(pattern, r) for r in RUNS]
+    """`pattern` (lwob.plan.paths: EVAL_RECORD, PREDICTIONS) of every run; what training writes
+    (TRAIN_RECORD, WEIGHTS) and what reads the weights (INCREMENTS) of every trained run."""
+    trained_only = pattern in (paths.TRAIN_RECORD, paths.WEIGHTS, paths.INCREMENTS)
+    return [paths.run_file(pattern, r) for r in (TRAINED_RUNS if trained_only else RUNS)]
 
 
 def figure1_modules():
@@ -197,14 +209,13 @@ def eval_set_part_spec(wildcards):
 
 @per_job
 def trained_run(wildcards):
-    """A finished run's files and what rebuilds its model (evaluation and weight analysis)."""
+    """A finished run's files and what rebuilds its model (evaluation and weight analysis);
+    a method that never trains has only the base model and the tokenized data."""
     w = dict(wildcards.items())
-    return {
-        "weights": paths.of(paths.WEIGHTS, **w),
-        "record": paths.of(paths.TRAIN_RECORD, **w),
-        "data": paths.of(paths.TOKENIZED, **w),
-        "model": paths.of(paths.MODEL_RECORD, **w),
-    }
+    base = {"data": paths.of(paths.TOKENIZED, **w), "model": paths.of(paths.MODEL_RECORD, **w)}
+    if wildcards.method in UNTRAINED_METHODS:
+        return base
+    return {"weights": paths.of(paths.WEIGHTS, **w), "record": paths.of(paths.TRAIN_RECORD, **w), **base}
 
 
 @per_job
@@ -355,3 +366,14 @@ def probe_spec(wildcards):
 def grid_cells(wildcards):
     """cell id -> the grid cell's settings, of the (model, task, method) being selected."""
     return {cfg.cell_id(c): c for c in cfg.selection_grid(config, wildcards.model, wildcards.task, wildcards.method)}
+
+
+@per_job
+def study_generation_predictions(wildcards):
+    """The predictions of the runs whose generations the study shows (first seed)."""
+    return [paths.run_file(paths.PREDICTIONS, r) for r in GENERATION_RUNS[wildcards.study]]
+
+
+@per_job
+def study_generation_runs(wildcards):
+    return [[r.model, r.task, r.method, r.seed] for r in GENERATION_RUNS[wildcards.study]]

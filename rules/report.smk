@@ -62,6 +62,24 @@ rule figure:
         "../workflow/scripts/figure.py"
 
 
+rule generations:
+    input:
+        predictions=study_generation_predictions,
+    output:
+        csv=paths.of(paths.GENERATIONS, study="{study}", ext="csv"),
+        html=report(paths.of(paths.GENERATIONS, study="{study}", ext="html"), caption="../reports/captions/generations.rst", category="Generations", subcategory="{study}"),
+    log:
+        "logs/generations/{study}.log",
+    params:
+        runs=study_generation_runs,
+        study=study_spec,
+        code=deps.code_of("generations"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/generations.py"
+
+
 rule claims:
     input:
         summary=paths.SUMMARY,

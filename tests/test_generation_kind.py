@@ -141,7 +141,8 @@ def gen_config() -> dict:
             s: f"data/external/copy/{s}.csv" for s in ("train", "validation", "test", "adv")}}},
         "models": {"tiny-llama": {"source": "local", "path": "models/tiny-llama", "display": "Tiny Llama",
                                   "resources": res}},
-        "methods": {"fft": {"type": "fft", "display": "FFT", "training": {"lr": 5.0e-3}},
+        "methods": {"vanilla": {"type": "vanilla", "display": "Vanilla"},
+                    "fft": {"type": "fft", "display": "FFT", "training": {"lr": 5.0e-3}},
                     "lora": {"type": "lora", "display": "LoRA",
                              "options": {"r": 8, "alpha": 16, "dropout": 0.0,
                                          "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj",
@@ -154,14 +155,26 @@ def gen_config() -> dict:
             "validation": {"dataset": "copy", "split": "validation"},
             "eval_sets": {"origin": {"dataset": "copy", "split": "test", "kind": "origin"},
                           "adv": {"dataset": "copy", "split": "adv", "kind": "adv"}},
-        }},
+        },
+            # The same copying through the package's own generation kind (a prompt template,
+            # the completion field, EOS-terminated training targets, a registered scorer).
+            "copy-gen": {
+                "kind": "generation", "display": "Copy (generation)", "template": "{prompt}", "completion": "answer",
+                "max_new_tokens": MAX_NEW_TOKENS, "max_length": 16, "scorer": "exact_match",
+                "train": {"dataset": "copy", "split": "train"},
+                "validation": {"dataset": "copy", "split": "validation"},
+                "eval_sets": {"test": {"dataset": "copy", "split": "test", "kind": "origin", "paper_column": "viggo"}},
+            }},
         "training": {"epochs": 20, "batch_size": 16, "eval_batch_size": 32, "lr": 3.0e-3, "warmup_ratio": 0.05,
                      "weight_decay": 0.0, "optimizer": "adamw", "max_grad_norm": 1.0, "lr_scheduler": "linear",
                      "device": "cpu", "group_by_length": False, "precision": "fp32"},
         "resources": {"default": res},
         "execution": {"warm_worker": False},
         "studies": {"gen": {"title": "Exact match on copying digits", "layout": "robustness_table",
-                            "models": ["tiny-llama"], "methods": ["fft", "lora"], "tasks": ["copy"]}},
+                            "models": ["tiny-llama"], "methods": ["fft", "lora"], "tasks": ["copy"]},
+                    "gen1": {"title": "Copying digits, untuned and fine-tuned", "layout": "generation_table",
+                             "figure": "generation", "models": ["tiny-llama"], "methods": ["vanilla", "fft", "lora"],
+                             "tasks": ["copy-gen"]}},
     }
 
 
@@ -172,8 +185,7 @@ def workflow_run(tmp_path_factory):
     (work / "plugins" / "copy_kind.py").write_text(PLUGIN)
     write_copy_data(work / "data" / "external" / "copy")
     build_tiny_llama(work / "models" / "tiny-llama")
-    result = run_snakemake(work, "results/tables/gen.tex", "results/metrics.csv", config=gen_config(),
-                           profile="profiles/local", timeout=600)
+    result = run_snakemake(work, "all", config=gen_config(), profile="profiles/local", timeout=900)
     assert result.returncode == 0, (result.stdout[-3000:] + result.stderr[-5000:])
     return work
 
@@ -230,6 +242,40 @@ def test_editing_the_plugin_reruns_its_jobs(workflow_run):
         assert "rule train:" in text and "rule evaluate:" in text
     finally:
         plugin.write_text(original)
+
+
+def test_generation_kind_vanilla_and_table1_layout(workflow_run):
+    """The package's generation kind trains on completion tokens and scores with its scorer;
+    vanilla has no train job, 0 trainable parameters and its own rows; the Table 1 layout,
+    figure and per-example generations come out."""
+    work = workflow_run
+    runs = work / "results" / "runs" / "tiny-llama" / "copy-gen"
+    assert not (runs / "vanilla").exists() and (runs / "fft" / "seed0" / "train.json").is_file()
+    evals = work / "results" / "eval" / "tiny-llama" / "copy-gen"
+    vanilla = json.loads((evals / "vanilla" / "seed0.json").read_text())
+    assert vanilla["untrained"]["params"]["trainable"] == 0 and vanilla["untrained"]["trained"] is False
+    fft = pd.read_parquet(evals / "fft" / "seed0.predictions.parquet")
+    assert {"prompt", "generation", "reference", "stop_reason", "exact_match", "correct"} <= set(fft.columns)
+    assert fft["correct"].tolist() == [float(" ".join(g.split()) == " ".join(r.split()))
+                                       for g, r in zip(fft["generation"], fft["reference"])]
+    record = json.loads((evals / "fft" / "seed0.json").read_text())["metrics"]["test"]
+    assert record["exact_match"] == pytest.approx(fft["correct"].mean())
+    # Trained to end the completion with EOS: FFT learns to copy and to stop.
+    assert (fft["stop_reason"] == "eos").mean() >= 0.8 and fft["correct"].mean() >= 0.5
+    runs_csv = pd.read_csv(work / "results" / "runs.csv")
+    row = runs_csv[(runs_csv.task == "copy-gen") & (runs_csv.method == "vanilla")]
+    assert len(row) == 1 and row["trainable_params"].iloc[0] == 0 and not row["trained"].iloc[0]
+    table = pd.read_csv(work / "results" / "tables" / "gen1.csv")
+    assert list(dict.fromkeys(table["method"])) == ["vanilla", "fft", "lora"]
+    assert set(table["column"]) == {"copy-gen", "average"}
+    cell = table[(table.method == "fft") & (table.column == "copy-gen")]
+    assert cell["mean"].iloc[0] == pytest.approx(100 * record["exact_match"])
+    tex = (work / "results" / "tables" / "gen1.tex").read_text()
+    assert "(Vanilla)" in tex and "AVG" in tex
+    assert (work / "results" / "figures" / "gen1.png").stat().st_size > 1000
+    shown = pd.read_csv(work / "results" / "generations" / "gen1.csv")
+    assert set(shown["method"]) == {"vanilla", "fft", "lora"} and shown["generation"].notna().any()
+    assert "<table>" in (work / "results" / "generations" / "gen1.html").read_text()
 
 
 # --------------------------------------------------------------------------- without the DAG

@@ -62,6 +62,73 @@ def _package_dir(package: str) -> Path:
     return Path(list(found.submodule_search_locations)[0])
 
 
+def gguf_file(spec: dict, base_dir: str | os.PathLike = ".") -> Path:
+    """The GGUF file of a `source: gguf` model: `file` inside an installed `package`, or a `path`."""
+    if spec.get("package"):
+        path = _package_dir(spec["package"]) / spec["file"]
+    else:
+        path = (Path(base_dir) / Path(spec["path"]).expanduser()).resolve()
+    if not path.is_file():
+        raise ConfigError(f"GGUF file not found: {path}")
+    return path
+
+
+def converted_dir(name: str, base_dir: str | os.PathLike = ".") -> Path:
+    """Where a GGUF model is converted to a normal model folder (next to its record)."""
+    from .plan import paths
+
+    return Path(base_dir) / Path(paths.of(paths.MODEL_RECORD, model=name)).with_suffix("")
+
+
+def gguf_info(path: str | os.PathLike) -> dict:
+    """model_info_from_dir's keys from a GGUF file's metadata (config time, before the
+    conversion has run: reads the header only)."""
+    import gguf
+
+    fields = gguf.GGUFReader(str(path)).fields
+
+    def value(key):
+        field = fields.get(key)
+        return field.contents() if field is not None else None
+
+    arch = value("general.architecture")
+    return {"max_positions": value(f"{arch}.context_length"), "num_layers": value(f"{arch}.block_count"),
+            "model_type": arch, "hidden_size": value(f"{arch}.embedding_length"),
+            "bias_terms": False if arch == "llama" else None}
+
+
+def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """A GGUF model as a normal model folder (config.json, fp32 safetensors, tokenizer).
+
+    transformers dequantises GGUF weights to fp32 when it loads them, but refuses to save a
+    model it loaded from GGUF ("quantized with gguf"): the config without its
+    quantization_config builds a plain model that takes the loaded weights. Done once per
+    model (the fetch_model job); every later load reads the folder in about a second.
+    Written to a temporary folder and renamed, so a killed conversion leaves no half folder.
+    """
+    import shutil
+
+    quiet_transformers()
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path, out_dir = Path(gguf_path), Path(out_dir)
+    folder, name = str(gguf_path.parent), gguf_path.name
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    tmp = out_dir.with_name(out_dir.name + ".converting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
 def local_model_dir(spec: dict, base_dir: str | os.PathLike = ".") -> Path | None:
     """The model's directory when it is on this machine without a download, else None."""
     if spec.get("source") == "package":
@@ -80,17 +147,28 @@ def weight_hashes(path: str | os.PathLike) -> dict:
     }
 
 
-def resolve_model(spec: dict) -> dict:
+def resolve_model(spec: dict, out_dir: str | os.PathLike | None = None) -> dict:
     """Materialise/locate a model: returns {path, source, revision, weight_sha256, max_positions,
     num_layers, model_type, hidden_size}.
 
     spec: {source: package, package, subdir} | {source: local, path} |
-    {source: hub, path (repo id), revision}. A `max_positions`/`num_layers` in the spec
-    overrides the value read from config.json.
+    {source: hub, path (repo id), revision} | {source: gguf, package, file} or {source: gguf,
+    path}: converted into `out_dir` (models.convert_gguf). A `max_positions`/`num_layers` in
+    the spec overrides the value read from config.json.
     """
     source = spec.get("source")
     revision = None
-    if source == "local":
+    if source == "gguf":
+        if out_dir is None:
+            raise ValueError("a GGUF model needs the folder to convert it into")
+        gguf_path = gguf_file(spec)
+        revision = f"{gguf_path.name} sha256:{sha256_file(gguf_path)}"
+        if spec.get("package"):
+            from importlib.metadata import version
+
+            revision = f"{spec['package'].replace('_', '-')}=={version(spec['package'].replace('_', '-'))} {revision}"
+        path = convert_gguf(gguf_path, out_dir)
+    elif source == "local":
         path = local_model_dir(spec)
     elif source == "package":
         path = local_model_dir(spec)
@@ -108,7 +186,7 @@ def resolve_model(spec: dict) -> dict:
             snapshot_download(repo_id=spec["path"], revision=revision, allow_patterns=spec.get("allow_patterns", HUB_PATTERNS))
         )
     else:
-        raise ConfigError(f"unknown model source '{source}' (package, local, hub)")
+        raise ConfigError(f"unknown model source '{source}' (package, local, hub, gguf)")
     if not (path / "config.json").is_file():
         raise ConfigError(f"model directory {path} has no config.json")
     hashes = weight_hashes(path)
@@ -254,7 +332,7 @@ def write_model_record(*, name: str, spec: dict, out_json) -> dict:
     the model's module names per task kind (for config-time checks of target_modules) and the
     spec it was fetched for (so that a stale record is not used to check a changed entry).
     The same model gives the same bytes: downstream jobs rerun only when it changes."""
-    resolved = resolve_model(spec)
+    resolved = resolve_model(spec, out_dir=Path(out_json).with_suffix(""))
     overrides = dict(spec.get("config") or {})
     config = load_config(name, resolved["path"], overrides)
     from .io import write_json

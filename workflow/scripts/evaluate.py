@@ -11,4 +11,6 @@ run_job(
     out_predictions=snakemake.output.predictions,
     threads=max(1, int(snakemake.threads)),
     batch_size=int(snakemake.params.evaluation["eval_batch_size"]),
+    settings=dict(snakemake.params.evaluation),
+    run_id={k: snakemake.wildcards[k] for k in ("model", "task", "method", "seed")},
 )

@@ -148,6 +148,7 @@ def collect(eval_jsons: Iterable[str | os.PathLike], train_jsons: Iterable[str |
     """
     rows: list[dict] = []
     seen: dict[tuple, str] = {}
+    untrained: list[dict] = []  # runs of a method that never trains: their row comes from evaluation
     for path in eval_jsons:
         record = read_json(path)
         key = tuple(record.get(k) for k in RUN_KEYS)
@@ -155,6 +156,9 @@ def collect(eval_jsons: Iterable[str | os.PathLike], train_jsons: Iterable[str |
             raise ValueError(f"duplicate evaluation record for {key}: {seen[key]} and {path}")
         seen[key] = str(path)
         rows.extend(_metrics_rows(record, str(path)))
+        if record.get("untrained"):
+            untrained.append({**{k: record.get(k) for k in RUN_KEYS}, "params": record["untrained"].get("params"),
+                              "trained": False})
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     metrics = _sort_runs(metrics, extra=("eval_set", "metric"))
     if not metrics.empty:
@@ -171,6 +175,10 @@ def collect(eval_jsons: Iterable[str | os.PathLike], train_jsons: Iterable[str |
         if key in seen:
             raise ValueError(f"duplicate training record for {key}: {seen[key]} and {path}")
         seen[key] = str(path)
+        run_rows.append(row)
+    for record in untrained:
+        row = _flatten_run(record)
+        row["trained"] = False
         run_rows.append(row)
     present = {k for r in run_rows for k in r}
     columns = [c for c in RUN_COLUMNS if c in present or c in RUN_KEYS]

@@ -49,7 +49,9 @@ from .stats import paired_t, primary_metric
 ALPHA = 0.05
 MARGIN = 0.01
 STATUSES = ("holds", "does not hold", "inconclusive", "not evaluated")
-NOT_PEFT_TYPES = {"fft", "topk"}
+#: Method types that are not parameter-efficient: full fine-tuning (all at once or a group of
+#: layers per step), top-k layers, and the untuned base model.
+NOT_PEFT_TYPES = {"fft", "topk", "hift", "vanilla"}
 CLAIM_COLUMNS = ["id", "title", "statement", "source", "check", "rule", "status", "summary", "evidence_rows"]
 
 
@@ -491,6 +493,57 @@ def check_increments(res: Results) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------------
+# Claims 6, 7: generation tasks (Table 1): FFT beats LoRA (Theorem 2); HiFT matches FFT
+# --------------------------------------------------------------------------------------------
+
+
+def _generation_comparisons(res: Results, method_type: str):
+    """Comparisons with FFT on the original sets of generation tasks, of methods of one type."""
+    c = res.fft_comparisons()
+    if c is None:
+        return None
+    c = c[(c["kind"] == "origin") & (c["task"].map(res.task_kind) == "generation") & np.isfinite(c["diff"])]
+    methods = sorted({m for m in c["method"] if res.method_type(m) == method_type})
+    if method_type == "lora":
+        methods = lora_methods(res, methods)
+    return c[c["method"].isin(methods)]
+
+
+def check_fft_generation(res: Results) -> Verdict:
+    c = _generation_comparisons(res, "lora")
+    if c is None or c.empty:
+        return _not_evaluated("No LoRA run was compared with FFT on a generation task in this run.")
+    ev = _comparison_evidence(c)
+    mean_diff = float(c["diff"].mean())
+    fft_better = int((c["significant"] & (c["diff"] < 0)).sum())
+    lora_better = int((c["significant"] & (c["diff"] > 0)).sum())
+    counts = (f"LoRA minus FFT on {len(c)} generation test sets: mean {_pts(mean_diff)}, FFT significantly better "
+              f"in {fft_better}, LoRA significantly better in {lora_better}")
+    if mean_diff < 0 and fft_better > lora_better:
+        return Verdict("holds", f"FFT beats LoRA on the generation tasks: {counts}.", ev)
+    if mean_diff > 0 and lora_better > fft_better:
+        return Verdict("does not hold", f"LoRA beats FFT on the generation tasks: {counts}.", ev)
+    return Verdict("inconclusive", f"No clear direction: {counts}.", ev)
+
+
+def check_hift_generation(res: Results) -> Verdict:
+    c = _generation_comparisons(res, "hift")
+    if c is None or c.empty:
+        return _not_evaluated("No HiFT run was compared with FFT on a generation task in this run.")
+    ev = _comparison_evidence(c)
+    mean_diff = float(c["diff"].mean())
+    worse = int((c["significant"] & (c["diff"] < 0)).sum())
+    better = int((c["significant"] & (c["diff"] > 0)).sum())
+    counts = (f"HiFT minus FFT on {len(c)} generation test sets: mean {_pts(mean_diff)}, significantly worse in "
+              f"{worse}, significantly better in {better}")
+    if worse == 0 and mean_diff > -MARGIN:
+        return Verdict("holds", f"HiFT matches FFT: {counts}.", ev)
+    if worse > len(c) / 2:
+        return Verdict("does not hold", f"HiFT falls below FFT: {counts}.", ev)
+    return Verdict("inconclusive", f"Mixed: {counts}.", ev)
+
+
 @dataclass(frozen=True)
 class Claim:
     id: str
@@ -563,6 +616,25 @@ CLAIMS: list[Claim] = [
         "holds: every PEFT method's std below FFT's; does not hold: every one above; else inconclusive. Not "
         "evaluated without the weight analysis.",
         check_increments),
+    Claim(
+        "fft_generation", "FFT beats LoRA on complex generation tasks",
+        "\"PEFT's solution space is a strict subset of FFT's\" (Theorem 2), so \"FFT outperforms PEFT on complex "
+        "tasks\": on ViGGO, SQL generation and GSM8K, FFT scores above LoRA at every LLaMA2 size.",
+        "Section 4, Theorem 2; Section 5.1, Table 1",
+        "LoRA (the method named `lora`; every LoRA-type method if there is none) against FFT on the original test "
+        "sets of the generation tasks: mean difference (LoRA minus FFT) and significant differences each way.",
+        f"holds: mean difference < 0 and FFT significantly better in more sets than LoRA; does not hold: the "
+        f"mirror; else inconclusive. {_SIG}.",
+        check_fft_generation),
+    Claim(
+        "hift_generation", "HiFT matches FFT on generation tasks",
+        "HiFT, full fine-tuning one group of layers per step, reaches FFT's scores (Table 1: 70.63 against 70.49 "
+        "average on LLaMA2-7B, 78.00 against 77.33 on 13B).",
+        "Section 5.1, Table 1",
+        "HiFT-type methods against FFT on the original test sets of the generation tasks.",
+        f"holds: HiFT significantly worse in no set and mean difference above -{100 * MARGIN:g} point; does not "
+        f"hold: significantly worse in more than half of the sets; else inconclusive. {_SIG}.",
+        check_hift_generation),
 ]
 
 

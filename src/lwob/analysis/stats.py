@@ -345,7 +345,10 @@ def example_scores(predictions: pd.DataFrame, eval_set: str, metric: str) -> pd.
     adv_*: minimum per original id.
     """
     df = predictions[predictions["eval_set"].astype(str) == str(eval_set)]
-    if metric == "accuracy":
+    if metric == "accuracy" or (metric not in df.columns and "label" not in df.columns and "id" not in df.columns
+                                and "correct" in df.columns):
+        # accuracy; or a generation task's metric, whose per-example score is `correct`
+        # (lwob.tasks.generation: the scorer's headline, which is the task's metric)
         if "label" in df.columns:
             df = df[df["label"] >= 0]
         if "correct" in df.columns:

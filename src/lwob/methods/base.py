@@ -56,6 +56,13 @@ class Method:
     #: `methods.<name>.display` wins; None: the method's name upper-cased, a spare colour.
     display: ClassVar[str | None] = None
     color: ClassVar[str | None] = None
+    #: Whether runs of the method train. An untrained method (vanilla: the base model as it
+    #: is) has no train job; evaluation builds its model from the base weights.
+    trains: ClassVar[bool] = True
+    #: Whether the method trains in several processes at all (`training.processes` > 1, DDP or
+    #: FSDP). A method that changes which parameters take gradients between steps (HiFT) does
+    #: not: DDP's reducer expects the same parameters to get gradients every step.
+    multi_process: ClassVar[bool] = True
 
     @dataclass
     class Options:
@@ -93,8 +100,32 @@ class Method:
         return decay_groups(model, weight_decay)
 
     @classmethod
+    def before_step(cls, model, optimizer, step: int) -> None:
+        """Called before the forward pass of every optimizer step, `step` being the number of
+        steps already taken (0-based, as lr_factor counts), with the optimizer the loop steps.
+        A method that trains part of the model per step (HiFT: one group of layers) sets
+        requires_grad here, so backward computes and stores gradients for that part only
+        (the others keep grad None: AdamW skips them and clipping ignores them), and may move
+        optimizer state between devices. No-op by default."""
+
+    @classmethod
     def after_step(cls, model, global_step: int) -> None:
-        """Called after optimizer.step() and before zero_grad() (AdaLoRA). No-op by default."""
+        """Called after optimizer.step() and before zero_grad() (AdaLoRA; HiFT makes every
+        parameter trainable again, so checkpoints and the best epoch's weights hold them all).
+        No-op by default."""
+
+    @classmethod
+    def schedule_length(cls, model, total_steps: int) -> int:
+        """Length of the learning-rate schedule of a run of `total_steps` optimizer steps, in
+        the units `schedule_step` counts (its warmup is `warmup_ratio` of it). Default: one per
+        optimizer step."""
+        return total_steps
+
+    @classmethod
+    def schedule_step(cls, model, step: int) -> int:
+        """Position in the learning-rate schedule before optimizer step `step` (0-based).
+        Default: the step itself; HiFT: the number of full cycles over its groups."""
+        return step
 
     @classmethod
     def extra_state(cls, model) -> dict:
@@ -175,7 +206,7 @@ def parse_options(type_name: str, options: dict | None, key: str = "options") ->
     """Validate a config's options against the method's Options dataclass.
 
     `key` is the config key of the options block (``methods.<name>.options``); errors name
-    ``<key>.<option>``.
+    ``<key>.<option>``. An option whose field metadata has ``choices`` takes one of them.
     """
     cls = get(type_name)
     options = dict(options or {})
@@ -192,6 +223,9 @@ def parse_options(type_name: str, options: dict | None, key: str = "options") ->
             raise ConfigError(
                 f"config key '{key}.{opt}': expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
             )
+        choices = fields[opt].metadata.get("choices")  # an option with a fixed set of values
+        if choices is not None and value not in choices:
+            raise ConfigError(f"config key '{key}.{opt}': one of {', '.join(map(str, choices))}, got {value!r}")
         if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
             if isinstance(value, int) and not isinstance(value, bool):
                 options[opt] = float(value)

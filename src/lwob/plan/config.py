@@ -385,6 +385,12 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
         if run_model not in limits:
             limits[run_model] = model_limits(run_model, config["models"][run_model], base_dir)
         info = limits[run_model]
+        task_entry = config["tasks"][run_task]
+        needed = task_kinds.get(task_entry["kind"]).positions_needed(task_entry)
+        if info.get("max_positions") and needed > int(info["max_positions"]):
+            extra = " plus max_new_tokens" if needed != task_entry["max_length"] else ""
+            raise ConfigError(f"config key 'tasks.{run_task}.max_length': {task_entry['max_length']}{extra} "
+                              f"({needed} positions) exceeds model '{run_model}''s {info['max_positions']} positions")
         cls, options = parsed[run_method]
         ctx = method_registry.MethodContext(
             num_layers=info.get("num_layers"),
@@ -452,6 +458,12 @@ def check_selection(config: dict) -> None:
         if name not in config["methods"] and name not in types:
             raise ConfigError(f"config key 'selection.grids.{name}': neither a method nor a method type in use "
                               f"(methods: {', '.join(config['methods'])}; types: {', '.join(sorted(types))})")
+        type_name = config["methods"][name]["type"] if name in config["methods"] else name
+        from .. import methods as registry
+
+        if not registry.get(type_name).trains:
+            raise ConfigError(f"config key 'selection.grids.{name}': method '{name}' does not train, so there is "
+                              f"nothing to choose on a grid")
 
 def increments_config(config: dict) -> dict | None:
     """The enabled `increments` section, else None."""
@@ -506,9 +518,16 @@ def check_strategy(method_cls, processes: int, parallel: str, where: str) -> Non
 def model_limits(name: str, spec: dict, base_dir: str | os.PathLike = ".") -> dict:
     """max_positions / num_layers / model_type, read cheaply at config time."""
     info = {k: spec[k] for k in ("max_positions", "num_layers") if k in spec}
-    from ..models import local_model_dir, model_info_from_dir
+    from ..models import converted_dir, gguf_file, gguf_info, local_model_dir, model_info_from_dir
 
     directory = local_model_dir(spec, base_dir)
+    if spec["source"] == "gguf":  # the converted folder once fetch_model made it, else the file's header
+        directory = converted_dir(name, base_dir)
+        if not (directory / "config.json").is_file():
+            try:
+                return {**gguf_info(gguf_file(spec, base_dir)), **info}
+            except ConfigError as e:
+                raise ConfigError(f"config key 'models.{name}': {e}") from None
     if directory is None and spec["source"] == "hub":
         try:  # an already-cached config.json; the hub itself may be unreachable here
             from huggingface_hub import try_to_load_from_cache
@@ -560,6 +579,17 @@ def method_class(config: dict, method: str):
         raise ConfigError(f"config key 'methods.{method}.type': {e}") from None
 
 
+def trains(config: dict, method: str) -> bool:
+    """Whether runs of `method` train (False: the base model evaluated as it is, e.g. vanilla)."""
+    return method_class(config, method).trains
+
+
+def trained_runs(config: dict, run_list: list[Run]) -> list[Run]:
+    """The runs of `run_list` that have a train job (weights, a training record)."""
+    memo: dict[str, bool] = {}
+    return [r for r in run_list if memo.setdefault(r.method, trains(config, r.method))]
+
+
 def omitted_methods(config: dict, study: dict, base_dir: str | os.PathLike = ".",
                     _limits: dict | None = None) -> dict[str, dict[str, str]]:
     """{model: {method: reason}} of the study's runs that would repeat another run (e.g.
@@ -601,6 +631,16 @@ def study_runs(config: dict, study: dict) -> list[Run]:
         if x not in omitted.get(m, {})
         for s in seeds
     ]
+
+
+def generation_runs(config: dict, study: dict) -> list[Run]:
+    """The runs whose per-example generations a study shows (lwob.report.generations): its
+    runs of tasks whose kind decodes text, at the study's first seed."""
+    from .. import tasks as task_kinds
+
+    seeds = study_seeds(config, study)
+    return [r for r in study_runs(config, study)
+            if r.seed == seeds[0] and task_kinds.get(config["tasks"][r.task]["kind"]).needs_tokenizer]
 
 
 def runs(config: dict, *, studies: dict | None = None) -> list[Run]:
@@ -693,6 +733,9 @@ def hyperparameters(config: dict, model: str, task: str, method: str) -> dict:
 #: job's params (editing them reruns evaluation, not training). Training's per-epoch
 #: validation pass reads them at run time; batching changes no prediction beyond rounding.
 EVALUATION_ONLY = ("eval_batch_size",)
+#: The settings an untrained run's evaluation takes from the training settings (where it
+#: runs and at what precision; lwob.run.fastpath).
+UNTRAINED_EVALUATION = ("device", "precision", "tf32")
 
 
 def training_settings(config: dict, model: str, task: str, method: str) -> dict:
@@ -701,9 +744,12 @@ def training_settings(config: dict, model: str, task: str, method: str) -> dict:
 
 
 def evaluation_settings(config: dict, model: str, task: str, method: str) -> dict:
-    """A run's resolved evaluation-only settings (an evaluate job's params)."""
+    """A run's resolved evaluation-only settings (an evaluate job's params). A method that
+    never trains has no training record to take the device and precision from: its
+    evaluation gets them here."""
     hp = hyperparameters(config, model, task, method)
-    return {k: hp[k] for k in EVALUATION_ONLY if k in hp}
+    keys = EVALUATION_ONLY if trains(config, method) else (*EVALUATION_ONLY, *UNTRAINED_EVALUATION)
+    return {k: hp[k] for k in keys if k in hp}
 
 
 # --------------------------------------------------------------------------- selection

@@ -39,7 +39,7 @@ SCRIPTS_DIR = PACKAGE_DIR.parents[1] / "workflow" / "scripts"
 RUNNER_MODULES = frozenset({f"{PACKAGE}.plan.warm", f"{PACKAGE}.plan.jobs"})
 
 #: The keys of a model entry that change its weights, tokenizer or model config.
-MODEL_IDENTITY = ("source", "path", "revision", "package", "subdir", "config", "max_positions", "num_layers")
+MODEL_IDENTITY = ("source", "path", "revision", "package", "subdir", "file", "config", "max_positions", "num_layers")
 
 #: What tables, figures and the claims page show of each config section.
 PRESENTED = {

@@ -67,6 +67,9 @@ PROBE = "results/resources/probe/{model}/{method}.json"
 TABLE = "results/tables/{study}.{ext}"
 PAPER_TABLE = "results/tables/paper/{study}.{ext}"
 FIGURE = "results/figures/{study}.{ext}"
+#: per-example generations of a study's generation tasks (lwob.report.generations)
+GENERATIONS = "results/generations/{study}.{ext}"
+GENERATIONS_EXTS = ("csv", "html")
 TABLE_EXTS = ("tex", "csv")
 FIGURE_EXTS = ("pdf", "png")
 #: The names the fixed tables and figures take in TABLE and FIGURE.

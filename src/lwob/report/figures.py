@@ -29,6 +29,7 @@ import pandas as pd
 from ..io import atomic_write_bytes
 from ..methods import shown
 from ..registry import Registry
+from ..tasks.base import metric_display
 from .tables import SPLIT_DISPLAY, SPLITS, ColumnGroup, column_display, column_groups, method_display, model_display
 
 MAX_GRID_COLUMNS = 8  # beyond this the per-column grid is left out
@@ -343,6 +344,53 @@ def budget_figure(metrics: pd.DataFrame, runs: pd.DataFrame, study: dict, tasks:
     return data
 
 
+def generation_figure(metrics: pd.DataFrame, study: dict, tasks: dict, methods: dict, models: dict,
+                      out_pdf, out_png, dpi: int = 150) -> pd.DataFrame:
+    """Table 1 as bars: per model a panel, per task (and their average) one bar per method in
+    its colour, mean over seeds with the std as error bar, in each task's metric."""
+    import matplotlib.style
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    data = figure_data(metrics, study, tasks)
+    data = data[data["split"] == "origin"].reset_index(drop=True)
+    groups, _ = figure_groups(study, tasks)
+    columns = [(g.column, g.display) for g in groups] + [("average", "AVG")]
+    model_names, method_names = list(study["models"]), list(study["methods"])
+    colors = [method_color(x, methods) for x in method_names]
+    with matplotlib.style.context("default"), matplotlib.rc_context({"svg.hashsalt": "lwob", "pdf.fonttype": 42}):
+        fig = Figure(figsize=(min(max(4.5 * len(model_names), 6.0), 22.0), 3.8), dpi=dpi, layout="constrained")
+        axes = fig.subplots(1, len(model_names), sharey=True, squeeze=False)[0]
+        width = 0.8 / max(1, len(method_names))
+        for ax, model in zip(axes, model_names):
+            sub = data[data["model"] == model]
+            for i, (method, color) in enumerate(zip(method_names, colors)):
+                rows = sub[sub["method"] == method].set_index("column")
+                means = np.array([rows["mean"].get(c, math.nan) for c, _ in columns], dtype=float)
+                stds = np.array([rows["std"].get(c, math.nan) for c, _ in columns], dtype=float)
+                pos = np.arange(len(columns)) + (i - (len(method_names) - 1) / 2) * width
+                err = np.where(np.isfinite(stds), stds, 0.0)
+                ax.bar(pos, np.where(np.isfinite(means), means, 0.0), width, color=color,
+                       yerr=err if np.any(err > 0) else None, capsize=2, error_kw={"elinewidth": 0.8})
+            ax.set_xticks(np.arange(len(columns)))
+            ax.set_xticklabels([d for _, d in columns], fontsize=8)
+            ax.set_ylim(0, 105)
+            ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+            ax.set_axisbelow(True)
+            ax.set_title(model_display(model, models), fontsize=10)
+        axes[0].set_ylabel("Score (%)", fontsize=9)
+        axes[-1].legend(handles=[Patch(color=c, label=method_display(x, methods)) for x, c in zip(method_names, colors)],
+                        fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        metric_names = "; ".join(f"{display}: {metric_display(tasks[t], m)}" for g, (_c, display) in zip(groups, columns)
+                                 for t, _e, m in [g.eval_sets["origin"]])
+        fig.suptitle(f"{study.get('title') or 'Generation tasks'}\n{metric_names}; mean over seeds, "
+                     f"error bars: std over seeds", fontsize=10)
+        png, pdf = render_bytes(fig, dpi)
+    atomic_write_bytes(out_png, png)
+    atomic_write_bytes(out_pdf, pdf)
+    return data
+
+
 def render_bytes(fig: Figure, dpi: int) -> tuple[bytes, bytes]:
     """PNG and PDF bytes without timestamps, so reruns are byte-identical."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -374,6 +422,11 @@ def figure_kind(name: str, reads_runs: bool = False):
 @figure_kind("robustness")
 def _robustness(metrics, runs, study, tasks, methods, models, out_pdf, out_png):
     return origin_vs_adv(metrics, study, tasks, methods, models, out_pdf=out_pdf, out_png=out_png)
+
+
+@figure_kind("generation")
+def _generation(metrics, runs, study, tasks, methods, models, out_pdf, out_png):
+    return generation_figure(metrics, study, tasks, methods, models, out_pdf=out_pdf, out_png=out_png)
 
 
 @figure_kind("budget", reads_runs=True)

@@ -5,7 +5,9 @@ Rows are model x method (in the study's order); the study's ``layout`` picks the
 * ``robustness_table`` (Table 3): one group per `column` label of the study's eval sets
   (config order), each split into Origin and Adv accuracy, then the averages;
 * ``qa_robustness_table`` (Tables 4 and 5): EM and F1 per adversarial set, their average,
-  then the original set.
+  then the original set;
+* ``generation_table`` (Table 1): one column per task in its scorer's headline metric, then
+  their average.
 
 Cells are "mean(std)" in percent over seeds. A layout is a function returning `Column`s,
 registered in LAYOUTS (`@layout(name, unit)`); the config schema accepts the registered names.
@@ -210,6 +212,29 @@ def qa_layout(study: dict, tasks: dict, skipped: dict | None = None) -> list[Col
         for c in origin:
             c.group, c.group_display, c.ref = "origin", "Origin", (None, "origin", c.sub_display)
     return cols + origin
+
+
+@layout("generation_table", unit="Scores (\\%)")
+def generation_layout(study: dict, tasks: dict, skipped: dict | None = None) -> list[Column]:
+    """Table 1: one column per task (its original test set, in the task's metric: the
+    scorer's headline, e.g. exact match for ViGGO and SQL, answer accuracy for GSM8K), then
+    their average (AVG). The paper's numbers are keyed by the task's `paper_column` and
+    split ``test``, metric ``score``."""
+    skipped = skipped or {}
+    cols: list[Column] = []
+    for task_name in study["tasks"]:
+        task = tasks[task_name]
+        for es_name, es in (task.get("eval_sets") or {}).items():
+            if es.get("kind") != "origin":
+                continue
+            column = es.get("column") or task_name
+            metric = task_metric(task)
+            reason = skipped.get(task_name, {}).get(es_name)
+            cols.append(Column(column, column_display(column, task_name, task, es), metric,
+                               metric_display(task, metric), [] if reason else [(task_name, es_name, metric)],
+                               ((es.get("paper_column") or column, column), "test", "score"), reason))
+    cols.append(Column(AVERAGE, "AVG", "", "", [s for c in cols for s in c.sources], (AVERAGE, "test", "score")))
+    return cols
 
 
 def _names(name: str, spec: dict | None) -> set[str]:

@@ -14,8 +14,14 @@ from .training import build_run_model, load_part, load_tokenizer, resolve_device
 
 def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_options: dict,
                  eval_parts: list, out_json, out_predictions, threads: int | None = None,
-                 batch_size: int | None = None, model_config: dict | None = None) -> dict:
+                 batch_size: int | None = None, model_config: dict | None = None,
+                 settings: dict | None = None, run_id: dict | None = None) -> dict:
     """Rebuild the run's model, load its trained tensors, score every eval set.
+
+    A method that never trains (vanilla) has no run folder (`run_dir` None): the base model
+    is built by the method and scored on the device and at the precision of `settings` (the
+    evaluate job's, lwob.plan.config.evaluation_settings), and the record says it was not
+    trained, with its parameter counts (0 trainable).
 
     `eval_parts` are the eval sets' metadata files (`data/tokenized/.../eval/{name}.json`).
     Writes the evaluation record `{model, task, method, seed, metrics: {eval_set: {<metric>:
@@ -31,28 +37,39 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
 
     if threads:
         torch.set_num_threads(int(threads))
-    tokenized_dir, run_dir = Path(tokenized_dir), Path(run_dir)
+    tokenized_dir = Path(tokenized_dir)
     meta = read_json(tokenized_dir / "meta.json")
     kind = tasks.get(meta.get("kind", "classification"))
-    record_path, weights_path = run_dir / "train.json", run_dir / "weights.safetensors"
-    record = read_json(record_path)
-    # The weights must be the file training wrote (a truncated copy fails here, not in safetensors).
-    verify_sha256(weights_path, record.get("weights_sha256"), output=record_path)
+    if run_dir is None:  # untrained: the base model as the method builds it
+        record = {**{k: v for k, v in (run_id or {}).items()}, "seed": int((run_id or {})["seed"]),
+                  "total_steps": None}
+        hp = dict(settings or {})
+        device = resolve_device(hp.get("device", "auto"))
+        fast = FastPath.resolve(hp, device)
+    else:
+        run_dir = Path(run_dir)
+        record_path, weights_path = run_dir / "train.json", run_dir / "weights.safetensors"
+        record = read_json(record_path)
+        # The weights must be the file training wrote (a truncated copy fails here, not in safetensors).
+        verify_sha256(weights_path, record.get("weights_sha256"), output=record_path)
+        hp = record.get("hyperparameters") or {}
+        device = resolve_device(hp.get("device", "auto"))
+        fast = FastPath.from_record(record)  # scored at the precision it was trained at
     seed = int(record["seed"])
-    hp = record.get("hyperparameters") or {}
-    device = resolve_device(hp.get("device", "auto"))
-    fast = FastPath.from_record(record)  # scored at the precision it was trained at
     fast.apply_backend(device)
     # The evaluate job's setting (an evaluation-only setting, lwob.plan.config.EVALUATION_ONLY);
     # the run's recorded one when called without it.
     batch_size = int(batch_size or hp.get("eval_batch_size") or 128)
 
-    model, _, _, _, _ = build_run_model(
+    model, cls, _, _, base_total = build_run_model(
         model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
         seed=seed, total_steps=record["total_steps"],  # AdaLoRA is rebuilt with the run's schedule
         model_config=model_config,
     )
-    methods.load_trained(model, weights_path)
+    if run_dir is not None:
+        methods.load_trained(model, weights_path)
+    untrained = {"trained": False, "params": cls.parameter_counts(model, base_total),
+                 "fast_path": fast.record()} if run_dir is None else None
     model.to(device)
     model.eval()
     model.requires_grad_(False)  # nothing trains here: every linear weight may be stored in bf16
@@ -84,5 +101,7 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     out["metrics"] = metrics
     # what a reader of the predictions (paired statistics) checks the file against
     out["predictions_sha256"] = hashlib.sha256(predictions_bytes).hexdigest()
+    if untrained is not None:
+        out["untrained"] = untrained
     write_json(out_json, out)
     return out

@@ -19,7 +19,8 @@ def trained_run_args(snakemake) -> dict:
         "model_dir": Path(model["path"]),
         "model_config": model.get("config_overrides"),
         "tokenized_dir": Path(snakemake.input.data).parent,
-        "run_dir": Path(snakemake.input.record).parent,
+        # None for a method that never trains (vanilla): the base model is evaluated
+        "run_dir": Path(snakemake.input.record).parent if "record" in snakemake.input.keys() else None,
         "method_type": snakemake.params.method["type"],
         "method_options": dict(snakemake.params.method["options"]),
     }

@@ -4,8 +4,9 @@ Also the one implementation of reading tokenized parts, batching and collation t
 evaluation reuses (`load_part`, `train_batches`, `eval_batches`, `collate`,
 `collate_targets`, `predict`, `score_part`, `build_run_model`). What differs between task
 kinds (targets per row or per token, how they predict, scoring) comes from lwob.tasks; what
-differs between methods (what trains, its count, the optimizer's parameter groups) from
-lwob.methods.
+differs between methods (what trains, its count, the optimizer's parameter groups, what
+trains at each step and how the learning-rate schedule counts steps: Method.before_step,
+after_step, schedule_length, schedule_step) from lwob.methods.
 """
 
 from __future__ import annotations
@@ -438,6 +439,9 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     start = time.perf_counter()
     hp = resolve_hyperparameters(hyperparameters)
     distributed.check(methods.get(method_type), hp["processes"], hp["parallel"], "training")
+    if hp["processes"] > 1 and not methods.get(method_type).multi_process:
+        raise ConfigError(f"training.processes: method type '{method_type}' trains in one process only, "
+                          f"got processes: {hp['processes']}")
     par = distributed.Parallel.start(hp["parallel"], hp["device"])
     if threads and par.world == 1:
         torch.set_num_threads(int(threads))
@@ -484,7 +488,10 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     core = fast.prepare(par.unwrap(model), cast_frozen=par.world == 1)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, hp, device, method=cls)
-    warmup = math.ceil(hp["warmup_ratio"] * total_steps)
+    # The lr schedule's length and position in the method's units (default: optimizer steps;
+    # HiFT: cycles over its groups); warmup is warmup_ratio of that length.
+    schedule_total = cls.schedule_length(core, total_steps)
+    warmup = math.ceil(hp["warmup_ratio"] * schedule_total)
     generator = torch.Generator().manual_seed(int(seed))
     if par.world > 1:
         torch.manual_seed(int(seed) * 1000 + par.rank)  # own dropout masks per process
@@ -535,7 +542,8 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                 n_seen = 0
             for b in range(start_batch, len(batches)):
                 index = batches[b]
-                factor = lr_factor(step, total_steps, warmup, hp["lr_scheduler"])
+                cls.before_step(core, optimizer, step)  # e.g. HiFT: which parameters take gradients now
+                factor = lr_factor(cls.schedule_step(core, step), schedule_total, warmup, hp["lr_scheduler"])
                 for group in optimizer.param_groups:
                     group["lr"] = hp["lr"] * factor
                 rows, scale = par.local_rows(index)
@@ -544,7 +552,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                 with fast.autocast(device):
                     loss = model(**batch, **targets).loss
                 (loss if scale is None else loss * scale).backward()
-                if hp["max_grad_norm"] > 0:
+                if hp["max_grad_norm"] > 0:  # over the gradients this step computed (grad None: skipped)
                     torch.nn.utils.clip_grad_norm_(trainable, hp["max_grad_norm"], foreach=True)
                 optimizer.step()
                 step += 1

@@ -63,12 +63,24 @@ class TaskKind:
                 raise ConfigError(f"config key 'tasks.{name}.{key}': required for a task of kind '{cls.name}'")
 
     @classmethod
+    def positions_needed(cls, task: dict) -> int:
+        """Positions one input of the task can take (checked against the model's at config
+        time): ``max_length``; a generating kind adds its token budget."""
+        return int(task["max_length"])
+
+    @classmethod
     def metrics(cls, settings: dict | None) -> list[str]:
         """The task's metrics, in order: the first is what tables show, what statistics
         compare and what picks the best epoch (higher is better). ``settings``: the task's
         config entry or the scoring settings recorded with a part. Default: the kind's
         ``primary_metric``; a kind whose tasks choose (``metric:`` / ``metrics:``) overrides it."""
         return [cls.primary_metric]
+
+    @classmethod
+    def metric_names(cls, settings: dict | None) -> dict[str, str]:
+        """How legends name the task's metrics (``metric_display``; a kind whose metrics
+        depend on the task's settings, e.g. its scorer, overrides it)."""
+        return cls.metric_display
 
     @classmethod
     def stratify(cls, df) -> Any:
@@ -161,7 +173,7 @@ def task_metric(task: dict) -> str:
 
 def metric_display(task: dict, metric: str) -> str:
     """How a legend names `metric` of `task` (its kind's `metric_display`, else the name)."""
-    return get(task.get("kind", "classification")).metric_display.get(metric, metric)
+    return get(task.get("kind", "classification")).metric_names(task).get(metric, metric)
 
 
 #: The kinds of eval set a task has and how tables and figures name them: the original test
