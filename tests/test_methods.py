@@ -10,14 +10,23 @@ import pytest
 from lwob import methods
 from lwob.errors import ConfigError
 
-ALL = ["adalora", "bitfit", "fft", "ia3", "lora", "prefix", "topk"]
+ALL = ["adalora", "bitfit", "fft", "hift", "ia3", "lora", "prefix", "topk"]  # the methods that train
+UNTRAINED = ["vanilla"]  # the base model as it is (no train job)
 
 
 def test_registry_discovers_every_module():
-    assert methods.known() == ALL
+    assert methods.known() == sorted(ALL + UNTRAINED)
     pkg = Path(methods.__file__).parent
     modules = sorted(p.stem for p in pkg.glob("*.py") if not p.stem.startswith("_") and p.stem != "base")
-    assert {methods.get(t).__module__.rsplit(".", 1)[1] for t in ALL} == set(modules)
+    assert {methods.get(t).__module__.rsplit(".", 1)[1] for t in ALL + UNTRAINED} == set(modules)
+    assert all(methods.get(t).trains for t in ALL) and not any(methods.get(t).trains for t in UNTRAINED)
+
+
+def test_vanilla_trains_nothing(tiny_roberta):
+    model, ctx, base_total = _build(tiny_roberta, "vanilla", {})
+    counts = methods.get("vanilla").parameter_counts(model, base_total)
+    assert counts["trainable"] == 0 and counts["total"] == base_total
+    assert not any(p.requires_grad for p in model.parameters())
 
 
 def test_registry_import_is_cheap():
@@ -146,7 +155,7 @@ def _expected_trainable(method: str, h: int, layers: int, inter: int, base_total
     roberta = hasattr(model, "roberta") or "roberta" in type(getattr(model, "base_model", model)).__name__.lower() \
         or any("roberta" in n for n, _ in model.named_modules())
     head = (h * h + h + h * 2 + 2) if roberta else (h * 2 + 2)  # RoBERTa: dense + out_proj
-    if method == "fft":
+    if method in ("fft", "hift"):  # HiFT trains every parameter (one group of layers per step)
         return base_total
     if method == "lora":  # r=4 on query and value
         return layers * 2 * (4 * h + h * 4) + head

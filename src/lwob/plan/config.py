@@ -329,6 +329,12 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
                         f"config key 'studies.{study_name}.{section}[{i}]': unknown {section[:-1]} "
                         f"'{name}' (defined: {', '.join(config[section])})"
                     )
+        for model, by_method in (study.get("not_run") or {}).items():
+            for method in [model, *by_method]:
+                section = "models" if method == model else "methods"
+                if method not in study[section]:
+                    raise ConfigError(f"config key 'studies.{study_name}.not_run.{model}"
+                                      f"{'' if method == model else '.' + method}': not one of the study's {section}")
     for model_name, model in config["models"].items():
         for method_name in model.get("method_training") or {}:
             if method_name not in config["methods"]:
@@ -507,6 +513,9 @@ def check_strategy(method_cls, processes: int, parallel: str, where: str) -> Non
     """The one rule for multi-process training, used at planning time (here, without importing
     torch, which would add seconds to every `snakemake` call) and again by training itself
     (lwob.run.distributed.check): a method that cannot be sharded does not train under FSDP."""
+    if processes > 1 and not method_cls.multi_process:
+        raise ConfigError(f"{where}: method type '{method_cls.name}' trains in one process only "
+                          f"(training.processes: {processes}); use processes: 1")
     if processes > 1 and parallel == "fsdp" and not method_cls.shardable:
         raise ConfigError(f"{where}: method type '{method_cls.name}' cannot train under FSDP "
                           "(training.parallel: fsdp); use parallel: ddp or processes: 1")
@@ -601,7 +610,8 @@ def omitted_methods(config: dict, study: dict, base_dir: str | os.PathLike = "."
     from .. import methods as registry
 
     limits = {} if _limits is None else _limits
-    out: dict[str, dict[str, str]] = {}
+    # Left out on purpose by the study (`not_run`), then those a method finds redundant.
+    out: dict[str, dict[str, str]] = {m: dict(by_method) for m, by_method in (study.get("not_run") or {}).items()}
     for model in study["models"]:
         num_layers = None
         for method in study["methods"]:

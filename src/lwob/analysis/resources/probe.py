@@ -121,6 +121,7 @@ def _train_steps(record: dict, *, model_dir, meta, method_type, method_options, 
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
+        cls.before_step(core, optimizer, step - 1)  # as training does (HiFT: one group per step)
         with fast.autocast(device):
             loss = model(**data).loss
         loss.backward()
