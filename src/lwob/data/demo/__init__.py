@@ -7,14 +7,19 @@ Spec (``datasets.<name>`` with ``source: demo``)::
 One module per generator, each registering its name (``known()`` lists them): ``sentiment``
 (SST-2-like), ``entailment`` (RTE-like), ``qa`` (SQuAD-like, with AddSent/AddAny-like
 splits), ``acceptability`` (CoLA-like), ``paraphrase`` (MRPC-like), ``similarity``
-(STS-B-like, scores 0-5). The labelled generators take ``perturbations`` (``typo``,
+(STS-B-like, scores 0-5), and for Table 1's generation tasks (splits ``train``, ``validation``,
+``test`` only; defaults 160/24/48) ``meaning`` (ViGGO-like sentence -> meaning representation,
+columns ``mr``, ``ref``), ``sql`` (sql-create-context-like, ``question``, ``context``,
+``answer``) and ``arithmetic`` (GSM8K-like, ``question``, ``answer`` ending in ``#### N``).
+The labelled generators take ``perturbations`` (``typo``,
 ``synonym``, ``distractor``; an ``adv`` split holds one perturbed copy of every test
 example) and ``label_noise`` (share of train labels flipped, default 0.05); ``qa`` takes
 ``adversaries``, ``variants`` and ``sentences`` (see its module). Pure Python + numpy
 ``random.Generator``: the same spec gives the same rows (and byte-identical Parquet files).
 
 Adding a generator is adding one module with a ``@register``-ed class (``_base.DemoGenerator``,
-or ``_base.LabelledGenerator`` for a classification-style task) and a stream number of its own.
+or ``_base.LabelledGenerator`` for a classification-style task, or ``meaning.GenerationGenerator``
+for a text-to-text one) and a stream number of its own.
 
     resolve_spec(spec) -> spec with defaults     (ConfigError naming the key)
     generate(spec) -> {split: DataFrame}
@@ -56,7 +61,8 @@ def resolve_spec(spec: dict) -> dict:
 
 def generate(spec: dict) -> dict[str, pd.DataFrame]:
     """Generate the splits of a demo spec: ``train``, ``validation``, ``test`` and ``adv``
-    (labelled generators), or ``train``, ``validation``, ``test`` and one split per adversary (qa)."""
+    (labelled generators), ``train``, ``validation``, ``test`` and one split per adversary (qa),
+    or ``train``, ``validation``, ``test`` alone (meaning, sql, arithmetic)."""
     gen = _generator(spec)
     return gen.generate(gen.resolve(spec))
 
