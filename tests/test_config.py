@@ -235,7 +235,7 @@ def test_dataset_entry_with_unknown_key(demo_config, dataset, key, allowed):
 def test_hub_dataset_with_a_local_key(paper_config):
     paper_config["datasets"]["glue_sst2"]["files"] = {"train": "a.tsv"}
     with pytest.raises(ConfigError, match=r"datasets\.glue_sst2\.files': unknown key in hub dataset 'glue_sst2'"
-                                          r".*allowed: columns, label_map, name, path, revision, source, splits"):
+                                          r".*allowed: columns, label_map, labelled, name, path, revision, source, splits"):
         validate(paper_config)
 
 

@@ -8,6 +8,7 @@ methods and tasks with fewer examples, epochs and seeds; `make test`) and on the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -80,10 +81,14 @@ def test_demo_outputs(demo):
     assert mean["origin"] > 0.7, mean
     runs = pd.read_csv(demo / "results/runs.csv")
     # Table 3 (the config's seeds); Tables 4, 5 (2 seeds); Tables 9, 10 add top-1/3/6 on 2 + 1 tasks and
-    # the budget study LoRA r=64 (2 seeds); GLUE's other tasks FFT and LoRA on 3 tasks (2 seeds).
-    assert len(runs) == len(demo_runs(cfg)) == 6 * 2 * len(cfg["seeds"]) + (8 + 5) * 2 + 3 * 3 * 2 + 2 + 2 * 3 * 2
-    assert (runs.filter(like="trainable").iloc[:, 0] > 0).all()
-    studies = ["table3", "table4", "table5", "table9", "table10", "budget_squad", "glue_metrics"]
+    # the budget study LoRA r=64 (2 seeds); GLUE's other tasks FFT and LoRA on 3 tasks (2 seeds);
+    # Table 1's Vanilla, LoRA, HiFT and FFT on 3 generation tasks (2 seeds; Vanilla untrained).
+    assert len(runs) == len(demo_runs(cfg)) == (6 * 2 * len(cfg["seeds"]) + (8 + 5) * 2 + 3 * 3 * 2 + 2 + 2 * 3 * 2
+                                                + 4 * 3 * 2)
+    untrained = runs.method == "vanilla"
+    assert untrained.sum() == 6 and (runs.loc[untrained, "trainable_params"] == 0).all()
+    assert (runs.loc[~untrained, "trainable_params"] > 0).all()
+    studies = ["table3", "table4", "table5", "table9", "table10", "budget_squad", "glue_metrics", "table1"]
     for study in [*studies, "figure1"]:
         for ext in ["pdf", "png"]:
             assert (demo / f"results/figures/{study}.{ext}").stat().st_size > 1000
@@ -119,6 +124,29 @@ def test_demo_qa_tables(demo):
     assert (adv["orig_f1"] - adv["adv_f1"]).mean() > 0.1, adv
 
 
+def test_demo_table1_generation(demo):
+    """Table 1 on the real pretrained decoder: Vanilla (untrained), LoRA, HiFT and FFT on the
+    three generation stand-ins, in each task's metric, beside the paper's numbers, with the
+    per-example generations; fine-tuning learns what the untuned model cannot."""
+    tex = (demo / "results/tables/table1.tex").read_text()
+    for row in ["Vanilla", "LoRA", "HiFT", "FFT"]:
+        assert f"SmolLM2-135M ({row})" in tex
+    assert "AVG" in tex and "ViGGO (demo)" in tex
+    table = pd.read_csv(demo / "results/tables/table1.csv")
+    assert set(table["metric"].dropna()) == {"exact_match", "flexible_accuracy"}
+    avg = table[table.column == "average"].set_index("method")["mean"]
+    assert avg["fft"] > avg["vanilla"] and avg["lora-llama"] > avg["vanilla"], avg
+    side = pd.read_csv(demo / "results/tables/paper/table1.csv")
+    assert side["paper_mean"].notna().sum() >= 12  # 4 methods x 3 tasks matched through the aliases
+    shown = pd.read_csv(demo / "results/generations/table1.csv")
+    assert {"prompt", "generation", "reference", "correct", "stop_reason"} <= set(shown.columns)
+    assert set(shown["method"]) == {"vanilla", "lora-llama", "hift", "fft"}
+    record = json.loads((demo / "resources/models/smollm2.json").read_text())
+    assert record["source"] == "gguf" and record["model_type"] == "llama" and record["num_layers"] == 30
+    train = json.loads((demo / "results/runs/smollm2/demo-viggo/hift/seed0/train.json").read_text())
+    assert train["params"]["trainable"] == train["params"]["total"] > train["params"]["trainable_per_step"]
+
+
 def test_nothing_to_do_after_a_complete_run(demo):
     result = snakemake(demo, "all", "-n", *DEMO)
     assert result.returncode == 0
@@ -152,8 +180,8 @@ def test_template_edit_reruns_only_tables(demo):
     finally:  # later tests plan against the unchanged template
         template.write_text(original)
     assert result.returncode == 0
-    # The seven studies' tables, and the side-by-side tables that read five of them.
-    assert planned_jobs(result) == {"table": 7, "paper_table": 5, "all": 1}
+    # The eight studies' tables, and the side-by-side tables that read six of them.
+    assert planned_jobs(result) == {"table": 8, "paper_table": 6, "all": 1}
 
 
 def test_supplying_an_optional_set_evaluates_without_retraining(demo):
@@ -179,7 +207,7 @@ def test_supplying_an_optional_set_evaluates_without_retraining(demo):
     assert jobs["download"] == 1 and jobs["tokenize_eval"] == 2  # minilm and minilm-causal
     assert jobs["evaluate"] == (8 + 5 + 3 + 1) * 2  # every QA run, none of the classification runs
     # Tables and figures read the aggregated CSVs, so all are redrawn (Table 3's unchanged).
-    assert jobs["aggregate"] == 1 and jobs["table"] == jobs["figure"] == 7
+    assert jobs["aggregate"] == 1 and jobs["table"] == jobs["figure"] == 8
 
 
 def test_budget_studies_and_figure1(demo):
@@ -192,7 +220,7 @@ def test_budget_studies_and_figure1(demo):
     assert params["top1"] < params["top3"] < params["top6"] < params["fft"]
     assert params["lora"] < params["lora-r16"] < params["lora-r32"] < params["lora-r64"]
     stats = pd.read_csv(demo / "results/increments.csv")
-    assert len(stats[["model", "task", "method", "seed"]].drop_duplicates()) == len(runs)
+    assert len(stats[["model", "task", "method", "seed"]].drop_duplicates()) == (runs.method != "vanilla").sum()
     bitfit = stats[(stats.method == "bitfit") & (stats.part == "layer")]
     assert len(bitfit) and bitfit["name"].str.endswith("bias").all()
     shown = pd.read_csv(demo / "results/increments/figure1.csv").set_index("method")
@@ -242,7 +270,7 @@ def test_selection_on_validation_and_statistics(demo):
     assert "not a reproduction" in (demo / "results/tables/paper/table3.tex").read_text()
     claims = pd.read_csv(demo / "results/claims.csv")
     # The demo has every study a claim needs: each gets a verdict, none is "not evaluated".
-    assert len(claims) == 5 and set(claims.status) <= {"holds", "does not hold", "inconclusive"}, claims
+    assert len(claims) == 7 and set(claims.status) <= {"holds", "does not hold", "inconclusive"}, claims
     page = (demo / "results/claims.html").read_text()
     assert all(html.escape(title).replace("&#x27;", "&#39;") in page for title in claims.title)  # jinja2 escapes ' as &#39;
     stab = pd.read_csv(demo / "results/statistics/stability.csv")
@@ -270,7 +298,7 @@ def test_demo_tables_compile_with_pdflatex(demo, publication_tools, tmp_path):
     standalone wrapper (article, booktabs, graphicx, longtable)."""
     tables = sorted((demo / "results/tables").rglob("*.tex"))
     assert {t.stem for t in tables} >= set(_demo_studies(demo)), tables
-    assert len([t for t in tables if t.parent.name == "paper"]) == 5  # Tables 3, 4, 5, 9, 10
+    assert len([t for t in tables if t.parent.name == "paper"]) == 6  # Tables 1, 3, 4, 5, 9, 10
     failed = []
     for tex in tables:
         name = f"{tex.parent.name}-{tex.stem}"

@@ -16,6 +16,16 @@ A normalised extractive-QA split (SQuAD layout) has one row per question: ``id``
 ``title`` (str), ``context`` (str), ``question`` (str), ``answer_text`` (list of str),
 ``answer_start`` (list of int64, character offsets into ``context``) and ``idx`` (int64);
 every gold answer is checked to be the text found in the context at its ``answer_start``.
+
+An unlabelled text split (a dataset with ``labelled: false``: the generation track's ViGGO,
+SQL and GSM8K, whose targets are text columns) keeps its columns in their order, text columns
+as ``str`` (missing values stay null), and gets ``idx`` (int64) last; it has no ``label``.
+
+Spider's original release (``spider``): ``train_spider.json`` / ``dev.json`` (a JSON list of
+records with ``db_id``, ``question``, ``query``; ``query_toks``, ``sql`` etc. are dropped) read
+with its ``tables.json`` (``read_spider_tables``) into the columns of sql-create-context:
+``question``, ``context`` (the database's ``CREATE TABLE`` statements, ``spider_context``),
+``answer`` (the ``query``) and ``db_id``.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -44,8 +55,9 @@ EXTENSIONS = {
     ".jsonl": "jsonl",
     ".zip": "squad",  # a zip holding one SQuAD JSON file (e.g. dev-v1.1.json.zip)
 }
-#: formats for ``{files: {split: path}}`` specs (``squad`` .json files need ``format: squad``)
-FILE_FORMATS = ("tsv", "csv", "parquet", "json", "jsonl", "squad", "cola", "mrpc", "stsb")
+#: formats for ``{files: {split: path}}`` specs (``squad`` .json files need ``format: squad``;
+#: ``spider`` needs the dataset's ``tables:`` file too, see ``read_spider``)
+FILE_FORMATS = ("tsv", "csv", "parquet", "json", "jsonl", "squad", "cola", "mrpc", "stsb", "spider")
 ALL_FORMATS = FILE_FORMATS + ("advglue",)
 
 
@@ -70,7 +82,12 @@ def _records_frame(records: Any, where: str) -> pd.DataFrame:
 
 
 def read_table(path: str | os.PathLike, fmt: str, dataset: str, split: str | None = None) -> pd.DataFrame:
-    """Read one local file (tsv, csv, parquet, json, jsonl, squad) into a DataFrame."""
+    """Read one local file (tsv, csv, parquet, json, jsonl, squad) into a DataFrame.
+
+    (``spider`` files need their schemas: ``read_spider``.)"""
+    if fmt == "spider":
+        raise DataError(f"{_where(dataset, path, split)}: format spider is read with its tables file "
+                        f"(lwob.data.formats.read_spider)")
     if fmt == "squad":
         return read_squad(path, dataset, split)
     if fmt in GLUE_READERS:
@@ -195,6 +212,137 @@ def read_advglue(path: str | os.PathLike, dataset: str) -> dict[str, pd.DataFram
     if not isinstance(obj, dict) or not obj:
         raise DataError(f"{where}: expected a JSON object mapping task name -> list of records")
     return {str(k): _records_frame(v, f"{where}, task {k!r}") for k, v in obj.items()}
+
+
+# --------------------------------------------------------------------------- Spider (text-to-SQL)
+
+#: the columns ``read_spider`` gives (sql-create-context's, and the database)
+SPIDER_COLUMNS = ("question", "context", "answer", "db_id")
+#: Spider's column types -> the types of sql-create-context's ``CREATE TABLE`` statements, which
+#: knows only these two; Spider's others (time, boolean, others) become VARCHAR
+SPIDER_TYPES = {"text": "VARCHAR", "number": "INTEGER"}
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _sql_name(name: str) -> str:
+    """A table or column name in a ``CREATE TABLE`` statement: bare when it is a plain word
+    (as sql-create-context writes every name), else double-quoted (SQL's quoting)."""
+    return name if _PLAIN_NAME.match(name) else '"' + name.replace('"', '""') + '"'
+
+
+def _read_json_file(path: Path, where: str, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, OSError) as e:  # ValueError covers JSONDecodeError and UnicodeDecodeError
+        raise DataError(f"{where}: cannot read {what} JSON: {e}") from None
+
+
+def spider_context(tables: list[str], columns: list[list[Any]], types: list[str]) -> str:
+    """One database schema as sql-create-context's context: a ``CREATE TABLE name (column TYPE,
+    ...)`` statement per table, in Spider's table and column order, joined with ", ".
+
+    ``columns`` are Spider's ``column_names_original`` ([table index, name] pairs; the
+    [-1, "*"] entry is skipped) and ``types`` its ``column_types`` (``SPIDER_TYPES``), e.g.
+    ``CREATE TABLE department (Department_ID INTEGER, Name VARCHAR), CREATE TABLE head (age INTEGER)``.
+    Unlike sql-create-context, whose contexts hold only the tables and columns its answer
+    uses (types inferred from how the query uses them), this is the whole database: the
+    schema a Spider model is given, which does not reveal the answer's columns.
+    """
+    per_table: list[list[str]] = [[] for _ in tables]
+    for (t, name), typ in zip(columns, types):
+        if t != -1:
+            per_table[t].append(f"{_sql_name(name)} {SPIDER_TYPES.get(typ, 'VARCHAR')}")
+    return ", ".join(f"CREATE TABLE {_sql_name(t)} ({', '.join(cols)})" for t, cols in zip(tables, per_table))
+
+
+def read_spider_tables(path: str | os.PathLike, dataset: str) -> dict[str, str]:
+    """Spider's ``tables.json`` (a list of schemas: ``db_id``, ``table_names_original``,
+    ``column_names_original``, ``column_types``; keys are not used) -> {db_id: context}
+    (``spider_context``). Every schema is checked; errors name the file and the schema."""
+    where = f"dataset {dataset!r}, tables file {str(path)!r}"
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{where}: file not found")
+    obj = _read_json_file(path, where, "Spider tables")
+    if not isinstance(obj, list):
+        raise DataError(f"{where}: expected a JSON list of database schemas (Spider's tables.json), "
+                        f"got {type(obj).__name__}")
+    out: dict[str, str] = {}
+    for i, db in enumerate(obj):
+        loc = f"schema {i}"
+        if not isinstance(db, dict):
+            raise DataError(f"{where}: {loc}: expected an object, got {type(db).__name__}")
+        db_id = _field(db, "db_id", str, where, loc)
+        loc = f"schema {i} (db_id {db_id!r})"
+        if db_id in out:
+            raise DataError(f"{where}: {loc}: duplicate db_id {db_id!r}")
+        tables = _field(db, "table_names_original", list, where, loc)
+        columns = _field(db, "column_names_original", list, where, loc)
+        types = _field(db, "column_types", list, where, loc)
+        if not tables:
+            raise DataError(f"{where}: {loc}: no tables")
+        bad = [t for t in tables if not isinstance(t, str) or not t]
+        if bad:
+            raise DataError(f"{where}: {loc}: table names must be non-empty strings, got {_short(bad[0], 40)}")
+        if len(types) != len(columns):
+            raise DataError(f"{where}: {loc}: {len(columns)} column_names_original but {len(types)} column_types")
+        counts = [0] * len(tables)
+        for j, (col, typ) in enumerate(zip(columns, types)):
+            ok = (isinstance(col, list) and len(col) == 2 and isinstance(col[0], int)
+                  and not isinstance(col[0], bool) and isinstance(col[1], str) and col[1] and isinstance(typ, str))
+            if not ok:
+                raise DataError(f"{where}: {loc}: column {j}: expected a [table index, name] pair and a type "
+                                f"string, got {_short(col, 40)} and {_short(typ, 20)}")
+            if col[0] == -1:
+                continue
+            if not 0 <= col[0] < len(tables):
+                raise DataError(f"{where}: {loc}: column {j} {col[1]!r}: table index {col[0]} out of range "
+                                f"({len(tables)} tables)")
+            counts[col[0]] += 1
+        empty = [t for t, n in zip(tables, counts) if n == 0]
+        if empty:
+            raise DataError(f"{where}: {loc}: table {empty[0]!r} has no columns")
+        out[db_id] = spider_context(tables, columns, types)
+    if not out:
+        raise DataError(f"{where}: no database schemas in the file")
+    return out
+
+
+def read_spider(path: str | os.PathLike, contexts: dict[str, str], tables_path: str | os.PathLike,
+                dataset: str, split: str | None = None) -> pd.DataFrame:
+    """Spider's ``train_spider.json`` / ``dev.json`` (a JSON list of records with ``db_id``,
+    ``question``, ``query``) -> the columns of ``SPIDER_COLUMNS``, one row per record in file
+    order: ``context`` is the record's database schema (``contexts``, from
+    ``read_spider_tables(tables_path)``) and ``answer`` its ``query``; the other fields
+    (``query_toks``, ``sql``, ...) are dropped. Errors name the file and the record."""
+    where = _where(dataset, path, split)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{where}: file not found")
+    obj = _read_json_file(path, where, "Spider")
+    if not isinstance(obj, list):
+        raise DataError(f"{where}: expected a JSON list of Spider records, got {type(obj).__name__}")
+    rows: dict[str, list[str]] = {c: [] for c in SPIDER_COLUMNS}
+    for i, rec in enumerate(obj):
+        loc = f"record {i}"
+        if not isinstance(rec, dict):
+            raise DataError(f"{where}: {loc}: expected an object, got {type(rec).__name__}")
+        if isinstance(rec.get("question"), str):
+            loc += f" (question {_short(rec['question'], 60)})"
+        db_id = _field(rec, "db_id", str, where, loc)
+        question = _field(rec, "question", str, where, loc)
+        query = _field(rec, "query", str, where, loc)
+        if db_id not in contexts:
+            raise DataError(f"{where}: {loc}: unknown db_id {db_id!r}: no such database in the tables file "
+                            f"{str(tables_path)!r} ({len(contexts)} databases)")
+        rows["question"].append(question)
+        rows["context"].append(contexts[db_id])
+        rows["answer"].append(query)
+        rows["db_id"].append(db_id)
+    if not rows["question"]:
+        raise DataError(f"{where}: no records in the file")
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- SQuAD (extractive QA)
@@ -550,9 +698,42 @@ def _labels(values: pd.Series, where: str, label_map: dict[str, int] | None) -> 
     return out
 
 
+def _is_missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and np.isnan(v))
+
+
+def _normalise_unlabelled(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    """An unlabelled text split: its columns in order (text columns as ``str``, missing values
+    null; other columns, e.g. lists, as they are), then ``idx``. No ``label`` is looked for."""
+    df = df.reset_index(drop=True)
+    rest = [c for c in df.columns if c != "idx"]
+    if not rest:
+        raise DataError(f"{where}: no columns (columns: {list(df.columns)})")
+    idx = _idx_column(df, where)
+    out = df[rest].copy()
+    for c in rest:
+        col = out[c]
+        if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object:
+            out[c] = col.astype("str")
+            continue
+        if col.dtype != object:
+            continue
+        values = col.tolist()
+        if not any(isinstance(v, str) for v in values):
+            continue
+        other = [i for i, v in enumerate(values) if not isinstance(v, str) and not _is_missing(v)]
+        if other:
+            v = values[other[0]]
+            raise DataError(f"{where}: column {c!r} mixes text and other values (row {other[0]}: "
+                            f"{type(v).__name__} {_short(v, 40)}; {len(other)} such row(s))")
+        out[c] = pd.Series([v if isinstance(v, str) else None for v in values], index=out.index, dtype="str")
+    out["idx"] = pd.Series(idx, dtype="int64")
+    return out
+
+
 def normalise(df: pd.DataFrame, dataset: str, split: str, file: str | os.PathLike | None = None,
               label_map: dict[str, int] | None = None,
-              columns: dict[str, str] | None = None) -> pd.DataFrame:
+              columns: dict[str, str] | None = None, labelled: bool = True) -> pd.DataFrame:
     """Rename columns, convert ``label`` to int64 (via ``label_map`` if given), add/convert ``idx``.
 
     Column order: the other columns in their original order, then ``label``, ``idx``.
@@ -561,6 +742,12 @@ def normalise(df: pd.DataFrame, dataset: str, split: str, file: str | os.PathLik
     ``answers`` column, which is flattened into those two) need no ``label``: their answers
     are checked (lists of str / int, every span found in ``context``, unique ``id``) and they
     keep their columns, with ``idx`` last.
+
+    ``labelled=False`` (a dataset spec's ``labelled: false``: text generation data, whose
+    targets are text columns): after renaming, the split keeps its columns in their order,
+    text columns as ``str`` (missing values null; a column mixing text and other values is
+    an error), and gets ``idx`` last; no ``label`` is needed or converted, and ``label_map``
+    does not apply.
     """
     where = f"dataset {dataset!r}, split {split!r}" + (f", file {str(file)!r}" if file is not None else "")
     df = df.copy()
@@ -573,6 +760,10 @@ def normalise(df: pd.DataFrame, dataset: str, split: str, file: str | os.PathLik
         df = df.rename(columns=dict(columns))
         if df.columns.duplicated().any():
             raise DataError(f"{where}: duplicate columns after renaming: {list(df.columns)}")
+    if not labelled:
+        if label_map:
+            raise DataError(f"{where}: label_map does not apply to an unlabelled dataset (labelled: false)")
+        return _normalise_unlabelled(df, where)
     if _is_hub_squad(df):
         df = _flatten_answers(df, where)
     if is_qa_frame(df):

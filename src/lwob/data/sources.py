@@ -7,7 +7,13 @@ Output (``data/raw/{dataset}/``): ``{split}.parquet`` per split, normalised (see
      source_files: {path: sha256}}
 
 Local files may be SQuAD JSON (``format: squad``, or any ``.zip`` holding one SQuAD ``.json``):
-those splits are extractive-QA frames (see ``lwob.data.formats.read_squad``). A local dataset
+those splits are extractive-QA frames (see ``lwob.data.formats.read_squad``). Spider's original
+JSON files (``format: spider``) also need the dataset's ``tables: path/to/tables.json`` (Spider's
+schemas, one of the dataset's source files: checksummed and recorded like its split files).
+
+A hub or local dataset with ``labelled: false`` (text generation data: ViGGO, SQL, GSM8K) has
+no ``label``: its splits keep their (renamed) columns and get ``idx`` (see
+``lwob.data.formats.normalise``). A local dataset
 with ``optional: true`` (e.g. a user-supplied adversarial set with no public download) may
 have its files absent: ``check_spec`` accepts that and ``is_available`` says False, so
 callers can skip the dataset and flag it.
@@ -31,8 +37,9 @@ from lwob.io import sha256_file, write_json
 #: The keys each source takes, and no others (a misspelt `sha265:` would silently skip the
 #: checksum). config/schemas/config.schema.yaml has the same lists (a test keeps them equal).
 SOURCE_KEYS = {
-    "hub": ("source", "path", "name", "revision", "splits", "label_map", "columns"),
-    "local": ("source", "format", "file", "files", "sha256", "label_map", "columns", "optional"),
+    "hub": ("source", "path", "name", "revision", "splits", "label_map", "columns", "labelled"),
+    "local": ("source", "format", "file", "files", "tables", "sha256", "label_map", "columns", "labelled",
+              "optional"),
     "demo": ("source", "generator", "seed", "n_train", "n_validation", "n_test", "perturbations", "label_noise",
              "adversaries", "variants", "sentences"),
 }
@@ -95,6 +102,23 @@ def _local_files(name: str, spec: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def _aux_files(name: str, spec: dict) -> list[tuple[str, str, str]]:
+    """(role, config key, path as written) of the files a local dataset reads besides its
+    split files: Spider's ``tables`` file. Structure checks (ConfigError)."""
+    fmt = spec.get("format")
+    if "tables" not in spec:
+        if fmt == "spider":
+            raise ConfigError(f"{_key(name, 'tables')}: required for format: spider "
+                              f"(Spider's tables.json, the schemas of its databases)")
+        return []
+    if fmt != "spider":
+        raise ConfigError(f"{_key(name, 'tables')}: only format: spider takes a tables file (format is {fmt!r})")
+    f = spec["tables"]
+    if not isinstance(f, str) or not f:
+        raise ConfigError(f"{_key(name, 'tables')}: not a path ({f!r})")
+    return [("tables", _key(name, "tables"), f)]
+
+
 def _check_sha_keys(name: str, spec: dict, entries: list[tuple[str, str, str, str]]) -> None:
     sha = spec.get("sha256")
     if sha is None:
@@ -121,6 +145,12 @@ def _expected_sha(spec: dict, split: str, f: str) -> str | None:
     return None
 
 
+def _file_entries(name: str, spec: dict) -> list[tuple[str, str, str, str]]:
+    """Every file a local dataset reads: its split files (``_local_files``), then the others
+    (``_aux_files``, with their role, e.g. ``tables``, in place of a split and no format)."""
+    return _local_files(name, spec) + [(role, key, f, "") for role, key, f in _aux_files(name, spec)]
+
+
 def _check_structure(name: str, spec: Any) -> list[tuple[str, str, str, str]]:
     if not isinstance(spec, dict):
         raise ConfigError(f"{_key(name)}: expected a mapping, got {type(spec).__name__}")
@@ -130,6 +160,19 @@ def _check_structure(name: str, spec: Any) -> list[tuple[str, str, str, str]]:
     for k in ("label_map", "columns"):
         if k in spec and spec[k] is not None and not isinstance(spec[k], dict):
             raise ConfigError(f"{_key(name, k)}: expected a mapping")
+    columns = spec.get("columns") or {}
+    for k, v in columns.items():
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{_key(name, 'columns', str(k))}: the new name must be a non-empty string, got {v!r}")
+    dup = sorted({v for v in columns.values() if list(columns.values()).count(v) > 1})
+    if dup:
+        which = [str(k) for k, v in columns.items() if v == dup[0]]
+        raise ConfigError(f"{_key(name, 'columns')}: columns {which} are all renamed to {dup[0]!r}")
+    labelled = spec.get("labelled", True)
+    if not isinstance(labelled, bool):
+        raise ConfigError(f"{_key(name, 'labelled')}: expected true or false, got {labelled!r}")
+    if not labelled and spec.get("label_map"):
+        raise ConfigError(f"{_key(name, 'label_map')}: a dataset with labelled: false has no labels to map")
     optional = spec.get("optional", False)
     if not isinstance(optional, bool):
         raise ConfigError(f"{_key(name, 'optional')}: expected true or false, got {optional!r}")
@@ -166,7 +209,10 @@ def _check_structure(name: str, spec: Any) -> list[tuple[str, str, str, str]]:
         except ConfigError as e:
             raise ConfigError(f"{_key(name)}: {e}") from None
         return []
-    entries = _local_files(name, spec)
+    if spec.get("format") == "spider" and spec.get("labelled", True):
+        raise ConfigError(f"{_key(name, 'labelled')}: format: spider gives unlabelled text-to-SQL data "
+                          f"(question, context, answer, db_id): set labelled: false")
+    entries = _file_entries(name, spec)
     _check_sha_keys(name, spec, entries)
     return entries
 
@@ -185,6 +231,30 @@ def check_spec(name: str, spec: dict, base_dir: Path | None = None) -> None:
         p = _resolve(f, base_dir)
         if not p.is_file():
             raise ConfigError(f"{key}: file not found: {f!r} (resolved to {str(p)!r}) for dataset {name!r}")
+
+
+def local_paths(spec: Any) -> list[str]:
+    """Every file path a ``source: local`` spec names, as written (split files, ``file``, Spider's
+    ``tables``); [] for other sources. Never raises (for DAG inputs, before any check)."""
+    if not isinstance(spec, dict) or spec.get("source") != "local":
+        return []
+    files = spec.get("files")
+    out = [f for f in files.values() if isinstance(f, str) and f] if isinstance(files, dict) else []
+    out += [spec[k] for k in ("file", "tables") if isinstance(spec.get(k), str) and spec[k]]
+    return out
+
+
+def split_names(spec: Any) -> list[str] | None:
+    """The splits a dataset spec materialises, known without reading data: a hub dataset's
+    ``splits``, a local dataset's ``files`` keys; None when only the data tells (AdvGLUE's
+    single file, demo generators) or the spec is malformed. Never raises."""
+    if not isinstance(spec, dict):
+        return None
+    if spec.get("source") == "hub" and isinstance(spec.get("splits"), list):
+        return [str(s) for s in spec["splits"]]
+    if spec.get("source") == "local" and spec.get("format") != "advglue" and isinstance(spec.get("files"), dict):
+        return [str(s) for s in spec["files"]]
+    return None
 
 
 def is_available(name: str, spec: dict, base_dir: Path | None = None) -> bool:
@@ -219,9 +289,13 @@ def _load_hub(name: str, spec: dict) -> dict[str, pd.DataFrame]:
 def _load_local(name: str, spec: dict, entries, base_dir: Path | None):
     frames: dict[str, tuple[pd.DataFrame, str]] = {}
     source_files: dict[str, str] = {}
-    for split, _key_, f, fmt in entries:
+    paths: dict[tuple[str, str], Path] = {}
+    for split, _key_, f, fmt in entries:  # every file first: present, and its checksum as given
         p = _resolve(f, base_dir)
-        where = f"dataset {name!r}" + ("" if split == "*" else f", split {split!r}") + f", file {str(p)!r}"
+        if not fmt:  # not a split file: the file's role (Spider's tables)
+            where = f"dataset {name!r}, {split} file {str(p)!r}"
+        else:
+            where = f"dataset {name!r}" + ("" if split == "*" else f", split {split!r}") + f", file {str(p)!r}"
         if not p.is_file():
             hint = (" (the dataset is optional: skip it when lwob.data.sources.is_available() is False)"
                     if spec.get("optional", False) else "")
@@ -231,7 +305,17 @@ def _load_local(name: str, spec: dict, entries, base_dir: Path | None):
         if expected is not None and digest != expected:
             raise DataError(f"{where}: checksum mismatch: expected sha256 {expected}, got {digest}")
         source_files[f] = digest
-        if fmt == "advglue":
+        paths[split, f] = p
+    contexts = None
+    if spec.get("format") == "spider":
+        contexts = formats.read_spider_tables(paths["tables", spec["tables"]], name)
+    for split, _key_, f, fmt in entries:
+        p = paths[split, f]
+        if not fmt:  # not a split file (the spider tables file)
+            continue
+        if fmt == "spider":
+            frames[split] = (formats.read_spider(p, contexts, paths["tables", spec["tables"]], name, split), str(p))
+        elif fmt == "advglue":
             for s, df in formats.read_advglue(p, name).items():
                 frames[s] = (df, str(p))
         else:
@@ -244,6 +328,7 @@ def load(name: str, spec: dict, base_dir: Path | None = None) -> tuple[dict[str,
     entries = _check_structure(name, spec)
     label_map = spec.get("label_map") or None
     columns = spec.get("columns") or None
+    labelled = spec.get("labelled", True)
     source = spec["source"]
     if source == "demo":
         from lwob.data import demo
@@ -260,7 +345,8 @@ def load(name: str, spec: dict, base_dir: Path | None = None) -> tuple[dict[str,
     frames = {}
     for split, (df, file) in raw.items():
         _check_split_name(name, f"dataset {name!r} split", split)
-        frames[split] = formats.normalise(df, name, split, file, label_map=label_map, columns=columns)
+        frames[split] = formats.normalise(df, name, split, file, label_map=label_map, columns=columns,
+                                          labelled=labelled)
     return frames, source_files, revision
 
 
