@@ -24,11 +24,13 @@ def test_shipped_configs_are_valid(demo_config, paper_config):
 def test_paper_config_plans_the_full_study(paper_config):
     runs = cfg.runs(validate(paper_config))
     # Tables 3, 4 and 5; Tables 9 and 10 (top-k, k = 24 only on the 24-layer RoBERTa-large) on
-    # GLUE and SQuAD; the GLUE budget study's LoRA ranks 16 and 32.
-    assert len(runs) == (2 * 6 * 5 + 2 * 8 + 5 + (4 + 5) * 6 + 2 * 2 * 5) * 5
+    # GLUE and SQuAD; the GLUE budget study's LoRA ranks 16 and 32; Table 1 (3 LLaMA2 sizes x 4
+    # methods x 3 generation tasks, HiFT not on 70B).
+    assert len(runs) == (2 * 6 * 5 + 2 * 8 + 5 + (4 + 5) * 6 + 2 * 2 * 5 + 3 * 4 * 3 - 3) * 5
     assert {r.seed for r in runs} == {0, 42, 421, 520, 1228}
     assert {r.method for r in runs} == {"fft", "lora", "lora-r16", "lora-r32", "adalora", "prefix", "ia3", "bitfit",
-                                        "top1", "top3", "top6", "top12", "top24"}
+                                        "top1", "top3", "top6", "top12", "top24", "vanilla", "lora-llama", "hift"}
+    assert not [r for r in runs if r.method == "hift" and r.model == "llama2-70b"]
     assert not [r for r in runs if r.method == "top24" and r.model == "roberta-base"]
     assert {r.model for r in runs if r.task == "squad-1k"} == {"opt-13b"}
 
@@ -235,7 +237,7 @@ def test_dataset_entry_with_unknown_key(demo_config, dataset, key, allowed):
 def test_hub_dataset_with_a_local_key(paper_config):
     paper_config["datasets"]["glue_sst2"]["files"] = {"train": "a.tsv"}
     with pytest.raises(ConfigError, match=r"datasets\.glue_sst2\.files': unknown key in hub dataset 'glue_sst2'"
-                                          r".*allowed: columns, label_map, labelled, name, path, revision, source, splits"):
+                                          r".*allowed: columns, label_map, labelled, name, path, revision, source, split_off, splits"):
         validate(paper_config)
 
 

@@ -23,18 +23,22 @@ def test_slurm_profile_plans_the_full_paper_study():
     # on RoBERTa-large: RoBERTa-base has 12 layers) on the 5 GLUE tasks and SQuAD; the GLUE
     # budget study adds LoRA ranks 16 and 32 there; 5 seeds each.
     topk = 4 + 5
-    assert jobs["train"] == (2 * 6 * 5 + 2 * 8 + 1 * 5 + topk * 5 + topk + 2 * 2 * 5) * 5
-    assert jobs["evaluate"] == jobs["increments"] == jobs["train"]
+    table1 = 3 * 3 * 3 - 3  # LLaMA2 7B/13B/70B x (LoRA, HiFT, FFT) x 3 tasks, no HiFT on 70B; Vanilla: no train job
+    assert jobs["train"] == (2 * 6 * 5 + 2 * 8 + 1 * 5 + topk * 5 + topk + 2 * 2 * 5 + table1) * 5
+    assert jobs["evaluate"] == jobs["train"] + 3 * 3 * 5  # and Vanilla's evaluations
+    assert jobs["increments"] == jobs["train"]
     assert jobs["increment_module"] == 4 and jobs["figure1"] == jobs["increment_table"] == 1
-    # 5 GLUE tasks + 6 AdvGLUE sets + SQuAD; the adversarial SQuAD files are not in this
+    # 5 GLUE tasks + 6 AdvGLUE sets + SQuAD + ViGGO, sql-create-context and GSM8K; the
+    # adversarial SQuAD files and the original ViGGO/Spider/GSM8K releases are not in this
     # checkout (optional, user-supplied): skipped and flagged, not downloaded.
-    assert jobs["download"] == 12
-    assert jobs["fetch_model"] == 3
-    assert jobs["tokenize"] == 2 * 5 + 2 + 1
-    # GLUE/AdvGLUE eval sets (12 per RoBERTa model) + SQuAD dev for 3 model x task pairs
-    assert jobs["tokenize_eval"] == 2 * 12 + 3
-    assert jobs["table"] == jobs["figure"] == 7 and jobs["aggregate"] == 1
-    assert jobs["paper_table"] == 5 and jobs["statistics"] == 1  # Tables 3, 4, 5, 9, 10 beside the paper
+    assert jobs["download"] == 12 + 3
+    assert jobs["fetch_model"] == 3 + 3
+    assert jobs["tokenize"] == 2 * 5 + 2 + 1 + 3 * 3
+    # GLUE/AdvGLUE eval sets (12 per RoBERTa model) + SQuAD dev for 3 model x task pairs + 3 x 3 test sets
+    assert jobs["tokenize_eval"] == 2 * 12 + 3 + 3 * 3
+    assert jobs["generations"] == 1  # Table 1's per-example generations
+    assert jobs["table"] == jobs["figure"] == 8 and jobs["aggregate"] == 1
+    assert jobs["paper_table"] == 6 and jobs["statistics"] == 1  # Tables 1, 3, 4, 5, 9, 10 beside the paper
 
 
 def test_training_jobs_ask_for_gpus_and_scale_with_model(tmp_path):

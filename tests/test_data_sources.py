@@ -122,7 +122,7 @@ def test_check_spec_config_errors(tmp_path, spec, pattern):
     # issue 13: a misspelt key used to be ignored (no checksum; the default count)
     ({"source": "local", "files": {"train": "a.tsv"}, "sha265": {"train": "0" * 64}},
      r"datasets\.x\.sha265: unknown key for a local dataset \(did you mean 'sha256'\?\); allowed: columns, file, "
-     r"files, format, label_map, labelled, optional, sha256, source, tables"),
+     r"files, format, label_map, labelled, optional, sha256, source, split_off, tables"),
     ({"source": "demo", "generator": "sentiment", "n_trian": 50},
      r"datasets\.x\.n_trian: unknown key for a demo dataset \(did you mean 'n_train'\?\); allowed: adversaries, "),
     ({"source": "hub", "path": "a/b", "revision": "r", "splits": ["train"], "sha256": {"train": "0" * 64}},

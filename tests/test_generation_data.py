@@ -433,3 +433,28 @@ def test_labelled_true_is_the_default(tmp_path):
     _write(tmp_path / "v.csv", VIGGO_TRAIN)
     with pytest.raises(DataError, match=r"no 'label' column"):
         materialize("x", {"source": "local", "files": {"train": "v.csv"}}, tmp_path / "c", base_dir=tmp_path)
+
+
+def test_split_off_carves_fixed_disjoint_splits_from_train(tmp_path):
+    """sql-create-context ships one train split: `split_off` draws validation and test from it,
+    the same rows every time, disjoint, each keeping its row id."""
+    rows = [{"question": f"q{i}", "context": "CREATE TABLE t (a VARCHAR)", "answer": f"SELECT a FROM t WHERE a = {i}"}
+            for i in range(200)]
+    (tmp_path / "sql.json").write_text(json.dumps(rows))
+    spec = {"source": "local", "format": "json", "files": {"train": "sql.json"}, "labelled": False,
+            "split_off": {"validation": 0.05, "test": 0.1}}
+    check_spec("sql", spec, tmp_path)
+    assert sources.split_names(spec) == ["train", "validation", "test"]
+    first = materialize("sql", spec, tmp_path / "a", base_dir=tmp_path)
+    again = materialize("sql", spec, tmp_path / "b", base_dir=tmp_path)
+    assert {s: f["records"] for s, f in first["files"].items()} == {"train": 170, "validation": 10, "test": 20}
+    assert first["files"] == again["files"]  # byte-identical splits
+    parts = {s: pd.read_parquet(tmp_path / "a" / f"{s}.parquet") for s in ("train", "validation", "test")}
+    ids = [set(p["idx"]) for p in parts.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]) and len(set().union(*ids)) == 200
+    assert (parts["test"]["question"] == [f"q{i}" for i in parts["test"]["idx"]]).all()
+    for bad, pattern in [({"train": 0.5}, r"split_off\.train: the dataset already has"),
+                         ({"test": 1.5}, r"split_off\.test: expected a fraction"),
+                         ({"a": 0.6, "b": 0.5}, r"split_off: the fractions sum to 1\.1")]:
+        with pytest.raises(ConfigError, match=pattern):
+            check_spec("sql", {**spec, "split_off": bad}, tmp_path)

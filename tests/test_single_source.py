@@ -77,8 +77,8 @@ def test_the_registries_behind_the_names():
 
     assert cfg.registered_names("method type") == methods.known()
     assert cfg.registered_names("task kind") == tasks.known()
-    assert cfg.registered_names("table layout") == LAYOUTS.known() == ["qa_robustness_table", "robustness_table"]
-    assert cfg.registered_names("figure kind") == FIGURES.known() == ["budget", "robustness"]
+    assert cfg.registered_names("table layout") == LAYOUTS.known() == ["generation_table", "qa_robustness_table", "robustness_table"]
+    assert cfg.registered_names("figure kind") == FIGURES.known() == ["budget", "generation", "robustness"]
     assert cfg.registered_names("Figure 1 layout") == FIGURE1_LAYOUTS.known() == ["faceted", "overlay"]
     assert cfg.registered_names("dataset source") == sorted(SOURCES)
     assert cfg.registered_names("file format") == sorted(ALL_FORMATS)

@@ -37,9 +37,9 @@ from lwob.io import sha256_file, write_json
 #: The keys each source takes, and no others (a misspelt `sha265:` would silently skip the
 #: checksum). config/schemas/config.schema.yaml has the same lists (a test keeps them equal).
 SOURCE_KEYS = {
-    "hub": ("source", "path", "name", "revision", "splits", "label_map", "columns", "labelled"),
+    "hub": ("source", "path", "name", "revision", "splits", "label_map", "columns", "labelled", "split_off"),
     "local": ("source", "format", "file", "files", "tables", "sha256", "label_map", "columns", "labelled",
-              "optional"),
+              "optional", "split_off"),
     "demo": ("source", "generator", "seed", "n_train", "n_validation", "n_test", "perturbations", "label_noise",
              "adversaries", "variants", "sentences"),
 }
@@ -217,6 +217,56 @@ def _check_structure(name: str, spec: Any) -> list[tuple[str, str, str, str]]:
     return entries
 
 
+#: The split that `split_off` carves new splits from, and the seed of its draw (fixed: the same
+#: rows go to each split on every machine, for every run).
+SPLIT_OFF_FROM, SPLIT_OFF_SEED = "train", 20240101
+
+
+def _check_split_off(name: str, spec: dict) -> None:
+    """`split_off: {new split: fraction of train}` (a dataset released with one split, e.g.
+    sql-create-context): fractions in (0, 1) summing below 1, names new and safe."""
+    carve = spec.get("split_off")
+    if carve is None:
+        return
+    key = _key(name, "split_off")
+    if not isinstance(carve, dict) or not carve:
+        raise ConfigError(f"{key}: expected {{split: fraction of {SPLIT_OFF_FROM}}}, got {carve!r}")
+    known = split_names({k: v for k, v in spec.items() if k != "split_off"})  # the released splits
+    if known is not None and SPLIT_OFF_FROM not in known:
+        raise ConfigError(f"{key}: splits are carved from '{SPLIT_OFF_FROM}', which the dataset does not have "
+                          f"(splits: {', '.join(known)})")
+    for split, frac in carve.items():
+        _check_split_name(name, f"{key}.{split}", split)
+        if split == SPLIT_OFF_FROM or (known is not None and split in known):
+            raise ConfigError(f"{key}.{split}: the dataset already has a split '{split}'")
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+            raise ConfigError(f"{key}.{split}: expected a fraction in (0, 1), got {frac!r}")
+    if sum(carve.values()) >= 1:
+        raise ConfigError(f"{key}: the fractions sum to {sum(carve.values()):g}; something must stay in "
+                          f"'{SPLIT_OFF_FROM}'")
+
+
+def split_off(frames: dict, name: str, carve: dict | None) -> dict:
+    """`frames` with each `carve` split drawn from the train split (a fixed-seed permutation:
+    the first round(fraction * n) rows to the first split, and so on), rows in their original
+    order within each split, `idx` kept (the row's id in the released file)."""
+    if not carve:
+        return frames
+    import numpy as np
+
+    train = frames[SPLIT_OFF_FROM]
+    order = np.random.default_rng(SPLIT_OFF_SEED).permutation(len(train))
+    start, out = 0, dict(frames)
+    for split, frac in carve.items():
+        k = int(round(float(frac) * len(train)))
+        if k < 1:
+            raise DataError(f"dataset {name!r}: split_off.{split} = {frac} of {len(train)} rows takes none")
+        out[split] = train.iloc[np.sort(order[start:start + k])].reset_index(drop=True)
+        start += k
+    out[SPLIT_OFF_FROM] = train.iloc[np.sort(order[start:])].reset_index(drop=True)
+    return out
+
+
 def check_spec(name: str, spec: dict, base_dir: Path | None = None) -> None:
     """Config-time checks without reading data: raises ConfigError naming the config key.
 
@@ -225,6 +275,7 @@ def check_spec(name: str, spec: dict, base_dir: Path | None = None) -> None:
     The files of an ``optional: true`` dataset may be absent (see ``is_available``).
     """
     entries = _check_structure(name, spec)
+    _check_split_off(name, spec)
     if spec.get("optional", False):
         return
     for _split, key, f, _fmt in entries:
@@ -250,10 +301,11 @@ def split_names(spec: Any) -> list[str] | None:
     single file, demo generators) or the spec is malformed. Never raises."""
     if not isinstance(spec, dict):
         return None
+    carved = [str(s) for s in spec["split_off"]] if isinstance(spec.get("split_off"), dict) else []
     if spec.get("source") == "hub" and isinstance(spec.get("splits"), list):
-        return [str(s) for s in spec["splits"]]
+        return [str(s) for s in spec["splits"]] + carved
     if spec.get("source") == "local" and spec.get("format") != "advglue" and isinstance(spec.get("files"), dict):
-        return [str(s) for s in spec["files"]]
+        return [str(s) for s in spec["files"]] + carved
     return None
 
 
@@ -347,7 +399,7 @@ def load(name: str, spec: dict, base_dir: Path | None = None) -> tuple[dict[str,
         _check_split_name(name, f"dataset {name!r} split", split)
         frames[split] = formats.normalise(df, name, split, file, label_map=label_map, columns=columns,
                                           labelled=labelled)
-    return frames, source_files, revision
+    return split_off(frames, name, spec.get("split_off")), source_files, revision
 
 
 def materialize(name: str, spec: dict, out_dir: Path, base_dir: Path | None = None) -> dict:

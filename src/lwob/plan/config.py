@@ -396,7 +396,7 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
         if info.get("max_positions") and needed > int(info["max_positions"]):
             extra = " plus max_new_tokens" if needed != task_entry["max_length"] else ""
             raise ConfigError(f"config key 'tasks.{run_task}.max_length': {task_entry['max_length']}{extra} "
-                              f"({needed} positions) exceeds model '{run_model}''s {info['max_positions']} positions")
+                              f"({needed} positions) exceeds the {info['max_positions']} positions of model '{run_model}'")
         cls, options = parsed[run_method]
         ctx = method_registry.MethodContext(
             num_layers=info.get("num_layers"),

@@ -205,13 +205,9 @@ def presentation(config: dict) -> dict:
 def local_data_files(spec: dict) -> list[str]:
     """The files of a `source: local` dataset that exist (inputs of its download job), as
     configured (relative to the working directory, `~` expanded)."""
-    if spec.get("source") != "local":
-        return []
-    files = spec.get("files") or {}
-    paths = list(files.values()) if isinstance(files, dict) else []
-    if spec.get("file"):
-        paths.append(spec["file"])
-    return [os.path.expanduser(str(p)) for p in paths if Path(os.path.expanduser(str(p))).is_file()]
+    from ..data.sources import local_paths  # every file the spec names (Spider's tables.json too)
+
+    return [os.path.expanduser(str(p)) for p in local_paths(spec) if Path(os.path.expanduser(str(p))).is_file()]
 
 
 def claims_view(config: dict) -> dict:
