@@ -18,7 +18,7 @@ example) and ``label_noise`` (share of train labels flipped, default 0.05); ``qa
 ``random.Generator``: the same spec gives the same rows (and byte-identical Parquet files).
 
 Adding a generator is adding one module with a ``@register``-ed class (``_base.DemoGenerator``,
-or ``_base.LabelledGenerator`` for a classification-style task, or ``meaning.GenerationGenerator``
+or ``_base.LabelledGenerator`` for a classification-style task, or ``_base.GenerationGenerator``
 for a text-to-text one) and a stream number of its own.
 
     resolve_spec(spec) -> spec with defaults     (ConfigError naming the key)

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import _pick, register
-from .meaning import GenerationGenerator
+from ._base import GenerationGenerator, _pick, register
 
 _PEOPLE = {"Tom": "he", "Mia": "she", "Sam": "he", "Lena": "she", "Omar": "he", "Ava": "she", "Ben": "he",
            "Nora": "she", "Raj": "he", "Zoe": "she", "Leo": "he", "Ines": "she", "Kofi": "he", "Ella": "she"}

@@ -25,86 +25,15 @@ are said in other words than the MR writes them ("rated M" for ``esrb[M (for Mat
 ``bird view``), so an untuned model does not get them by copying. Game names and studios are
 invented.
 
-The ``GenerationGenerator`` driver below (also used by ``sql`` and ``arithmetic``) draws
-each split from its own random stream and skips examples already drawn for an earlier split.
+The ``_base.GenerationGenerator`` driver (shared with ``sql`` and ``arithmetic``) draws each
+split from its own random stream and skips examples already drawn for an earlier split.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
-import pandas as pd
 
-from lwob.errors import ConfigError
-
-from ._base import DemoGenerator, _check_counts, _pick, register
-
-# --------------------------------------------------------------------------- shared driver
-
-#: spec keys (and defaults) of the generation-task generators (meaning, sql, arithmetic)
-GENERATION_DEFAULTS: dict[str, Any] = {"seed": 0, "n_train": 160, "n_validation": 24, "n_test": 48}
-#: splits of a generation-task generator
-GENERATION_SPLITS = ("train", "validation", "test")
-_SPLIT_STREAMS = {"train": 1, "validation": 2, "test": 3}
-#: spec keys of other demo generators, rejected by the generation-task ones
-_NOT_TAKEN = ("perturbations", "label_noise", "adversaries", "variants", "sentences")
-
-
-class GenerationGenerator(DemoGenerator):
-    """A text-to-text task: splits ``train``, ``validation`` and ``test`` of ``columns`` (str)
-    plus ``idx`` (int64, 0..n-1), no adversarial split. A subclass gives ``columns`` and
-    ``example`` (one row, a tuple of strings); ``key`` says which part of a row must not
-    repeat across (and within) splits."""
-
-    columns: ClassVar[tuple[str, ...]] = ()
-    defaults: ClassVar[dict[str, Any]] = GENERATION_DEFAULTS
-
-    @classmethod
-    def resolve(cls, spec: dict) -> dict:
-        for k in _NOT_TAKEN:
-            if spec.get(k) is not None:
-                raise ConfigError(f"{k}: not used by the {cls.name} generator (it has no adversarial split; "
-                                  f"it takes {', '.join(cls.defaults)})")
-        out: dict[str, Any] = {"generator": cls.name}
-        for k, default in cls.defaults.items():
-            v = spec.get(k, default)
-            out[k] = default if v is None else v
-        _check_counts(out)
-        return out
-
-    @classmethod
-    def example(cls, rng: np.random.Generator) -> tuple[str, ...]:
-        raise NotImplementedError
-
-    @classmethod
-    def key(cls, row: tuple[str, ...]):
-        return row
-
-    @classmethod
-    def generate(cls, s: dict) -> dict[str, pd.DataFrame]:
-        seen: set = set()
-        out: dict[str, pd.DataFrame] = {}
-        for split in GENERATION_SPLITS:
-            rng = cls.rng(s["seed"], _SPLIT_STREAMS[split])
-            rows = []
-            for _ in range(s[f"n_{split}"]):
-                for _ in range(1000):
-                    row = cls.example(rng)
-                    if cls.key(row) not in seen:
-                        break
-                else:  # pragma: no cover - the example spaces are far larger than any demo
-                    raise ConfigError(f"n_{split}: the {cls.name} generator ran out of distinct examples")
-                seen.add(cls.key(row))
-                rows.append(row)
-            out[split] = cls.frame(rows)
-        return out
-
-    @classmethod
-    def frame(cls, rows: list[tuple[str, ...]]) -> pd.DataFrame:
-        df = pd.DataFrame({c: pd.Series([r[j] for r in rows], dtype="str") for j, c in enumerate(cls.columns)})
-        df["idx"] = pd.Series(np.arange(len(rows)), dtype="int64")
-        return df
+from ._base import GenerationGenerator, _pick, register
 
 
 def _join(items: list[str], word: str = "and") -> str:

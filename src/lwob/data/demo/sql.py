@@ -35,8 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import _pick, register
-from .meaning import GenerationGenerator
+from ._base import GenerationGenerator, _pick, register
 
 _FIRST = ["Ken", "Ana", "Luis", "Mia", "Omar", "Eva", "Ivan", "Nora", "Sam", "Lea", "Tom", "Rita", "Hugo",
           "Jana", "Raj", "Zoe"]
