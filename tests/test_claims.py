@@ -29,9 +29,13 @@ CONFIG = {
         "top1": {"type": "topk", "options": {"k": 1}},
         "top3": {"type": "topk", "options": {"k": 3}},
         "top6": {"type": "topk", "options": {"k": 6}},
+        "hift": {"type": "hift"},
+        "vanilla": {"type": "vanilla"},
+        "lora-llama": {"type": "lora", "options": {"r": 8}},
     },
     "tasks": {"sst2": {"kind": "classification"}, "rte": {"kind": "classification"},
-              "squad": {"kind": "extractive_qa"}},
+              "squad": {"kind": "extractive_qa"}, "viggo": {"kind": "generation"}, "sql": {"kind": "generation"},
+              "gsm8k": {"kind": "generation"}},
     "training": {"lr": 1e-4},
 }
 
@@ -82,6 +86,38 @@ def test_fft_adversarial_holds():
     assert set(ev["fft_adversarial"]["method"]) == {"lora", "ia3", "bitfit"}  # top-k is not PEFT
     assert (ev["fft_adversarial"]["outcome"] == "FFT better").all()
     assert (ev["fft_adversarial"]["p_source"] == "p_boot_holm").all()
+
+
+def gen_rows(method, diffs, p=0.01):
+    return [("m", task, "test", "origin", method, d, p, 0.5) for task, d in zip(["viggo", "sql", "gsm8k"], diffs)]
+
+
+@pytest.mark.parametrize("diffs, p, expected", [
+    ([-0.05, -0.02, -0.07], 0.01, "holds"),            # Theorem 2: FFT above LoRA on the complex tasks
+    ([0.05, 0.02, 0.07], 0.01, "does not hold"),
+    ([-0.05, 0.02, -0.01], 0.4, "inconclusive"),       # nothing significant
+])
+def test_fft_beats_lora_on_generation(diffs, p, expected):
+    # vanilla and HiFT against FFT are no evidence for this claim; classification sets neither
+    c = comparisons(gen_rows("lora-llama", diffs, p) + gen_rows("vanilla", [-0.5, -0.5, -0.5])
+                    + [("m", "sst2", "origin", "origin", "lora", 0.3, 0.001, 0.001)])
+    table, ev = evaluate_claims(comparisons=c, config=CONFIG)
+    assert table.set_index("id").loc["fft_generation", "status"] == expected
+    assert set(ev["fft_generation"]["method"]) == {"lora-llama"} and len(ev["fft_generation"]) == 3
+
+
+@pytest.mark.parametrize("diffs, p, expected", [
+    ([0.004, -0.002, 0.01], 0.5, "holds"),             # HiFT matches FFT
+    ([-0.05, -0.04, 0.0], 0.01, "does not hold"),      # significantly below in 2 of 3
+    ([-0.05, 0.0, 0.01], 0.01, "inconclusive"),
+])
+def test_hift_matches_fft_on_generation(diffs, p, expected):
+    assert status("hift_generation", comparisons=comparisons(gen_rows("hift", diffs, p))) == expected
+
+
+def test_generation_claims_not_evaluated_without_generation_tasks():
+    c = comparisons(adv_rows([-0.05, -0.04, -0.02]))
+    assert status("fft_generation", comparisons=c) == status("hift_generation", comparisons=c) == "not evaluated"
 
 
 def test_fft_adversarial_does_not_hold():
@@ -319,7 +355,8 @@ def test_write_claims_csv_and_html(tmp_path):
     assert len(table) == len(CLAIMS) and list(table["id"]) == [c.id for c in CLAIMS]
     got = dict(zip(table["id"], table["status"]))
     assert got == {"fft_adversarial": "holds", "lora_glue": "inconclusive", "lora_rank": "holds",
-                   "topk_layers": "holds", "increments_narrower": "not evaluated"}
+                   "topk_layers": "holds", "increments_narrower": "not evaluated",
+                   "fft_generation": "not evaluated", "hift_generation": "not evaluated"}
     page = out_html.read_text()
     text = html.unescape(page)
     for c in CLAIMS:

@@ -510,14 +510,19 @@ def _generation_comparisons(res: Results, method_type: str):
     return c[c["method"].isin(methods)]
 
 
+def _tally(c: pd.DataFrame) -> tuple[float, int, int]:
+    """(mean difference method minus FFT, significantly below FFT, significantly above FFT)."""
+    below = int((c["significant"] & (c["diff"] < 0)).sum())
+    above = int((c["significant"] & (c["diff"] > 0)).sum())
+    return float(c["diff"].mean()), below, above
+
+
 def check_fft_generation(res: Results) -> Verdict:
     c = _generation_comparisons(res, "lora")
     if c is None or c.empty:
         return _not_evaluated("No LoRA run was compared with FFT on a generation task in this run.")
     ev = _comparison_evidence(c)
-    mean_diff = float(c["diff"].mean())
-    fft_better = int((c["significant"] & (c["diff"] < 0)).sum())
-    lora_better = int((c["significant"] & (c["diff"] > 0)).sum())
+    mean_diff, fft_better, lora_better = _tally(c)
     counts = (f"LoRA minus FFT on {len(c)} generation test sets: mean {_pts(mean_diff)}, FFT significantly better "
               f"in {fft_better}, LoRA significantly better in {lora_better}")
     if mean_diff < 0 and fft_better > lora_better:
@@ -532,9 +537,7 @@ def check_hift_generation(res: Results) -> Verdict:
     if c is None or c.empty:
         return _not_evaluated("No HiFT run was compared with FFT on a generation task in this run.")
     ev = _comparison_evidence(c)
-    mean_diff = float(c["diff"].mean())
-    worse = int((c["significant"] & (c["diff"] < 0)).sum())
-    better = int((c["significant"] & (c["diff"] > 0)).sum())
+    mean_diff, worse, better = _tally(c)
     counts = (f"HiFT minus FFT on {len(c)} generation test sets: mean {_pts(mean_diff)}, significantly worse in "
               f"{worse}, significantly better in {better}")
     if worse == 0 and mean_diff > -MARGIN:
