@@ -19,6 +19,8 @@ from lwob.analysis.resources import table as rtable  # noqa: E402
 from lwob.errors import ConfigError  # noqa: E402
 
 TEMPLATE = REPO / "reports" / "templates" / "resources_table.tex.j2"
+#: The paper's numbers (Table 7's memory among them), as the configs name them.
+REFERENCE = REPO / "config" / "reference" / "paper_tables.csv"
 #: A small setting: the demo MiniLM, batch 2 of length 32, one timed step after one warm-up.
 SMALL = {"batch_size": 2, "seq_len": 32, "steps": 1, "warmup_steps": 1}
 METHODS = {"fft": ("fft", {}), "lora": ("lora", {"r": 4, "alpha": 8, "dropout": 0.1}),
@@ -108,6 +110,46 @@ def test_a_probe_that_cannot_run_is_reported_not_raised(probes, monkeypatch):
         _probe("lora")
 
 
+def _tiny_llama(path, bias_switches: bool):
+    """A 2-layer Llama without bias terms (random weights); its config.json says so only
+    with `bias_switches` (Llama-2's own config.json predates attention_bias/mlp_bias)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    LlamaForCausalLM(config).save_pretrained(path)
+    cfg = json.loads((path / "config.json").read_text())
+    for key in ("attention_bias", "mlp_bias"):
+        cfg.pop(key, None)
+        if bias_switches:
+            cfg[key] = False
+    (path / "config.json").write_text(json.dumps(cfg))
+    return path
+
+
+def test_a_method_that_does_not_apply_is_reported_with_why(tmp_path):
+    spec = _spec(task="gen", task_kind="generation", num_labels=None, seq_len=16)
+    # The config.json says there are no bias terms: BitFit's check refuses before the model loads.
+    told = _tiny_llama(tmp_path / "told", bias_switches=True)
+    rec = rprobe.probe(model_dir=told, method_type="bitfit", method_options={}, spec=spec,
+                       run_id={"model": "llama", "method": "bitfit"})
+    assert rec["status"] == "not_applicable" and rec["reason"].startswith("not applicable: bitfit:"), rec["reason"]
+    assert "no bias terms" in rec["reason"] and rec["params"] is None
+    assert rec["peak_mem_mb"] is None and rec["samples_per_s"] is None and rec["seq_len"] is None
+    # It does not say so: building BitFit on the loaded model finds no bias to train.
+    silent = _tiny_llama(tmp_path / "silent", bias_switches=False)
+    rec = rprobe.probe(model_dir=silent, method_type="bitfit", method_options={}, spec=spec)
+    assert rec["status"] == "not_applicable" and "has no bias terms" in rec["reason"], rec["reason"]
+    assert rec["peak_mem_mb"] is None and rec["samples_per_s"] is None
+    # Other methods run on the same model, HiFT stepping one group of layers at a time.
+    for mtype, options in (("fft", {}), ("hift", {"group_size": 1})):
+        rec = rprobe.probe(model_dir=silent, method_type=mtype, method_options=options, spec=spec)
+        assert rec["status"] == "ok" and rec["peak_mem_mb"] is not None and rec["seq_len"] == 16, rec
+    # A HiFT group larger than the model (2 layers + embeddings + head) cannot apply either.
+    rec = rprobe.probe(model_dir=silent, method_type="hift", method_options={"group_size": 5}, spec=spec)
+    assert rec["status"] == "not_applicable" and "group_size must be from 1 to 4" in rec["reason"], rec["reason"]
+
+
 def test_prefix_length_is_capped_to_the_positions_and_said_so():
     rec = _probe("prefix", batch_size=1, seq_len=512, warmup_steps=0)
     assert rec["status"] == "ok" and rec["seq_len"] == 502  # 512 positions - 10 virtual tokens
@@ -144,6 +186,19 @@ def test_a_bad_config_key_is_a_config_error_naming_it(demo_config, key, value, n
     config = _config(demo_config, **{key: value})
     with pytest.raises(ConfigError, match=re.escape(named)):
         rspec.check_config(config)
+
+
+def test_the_paper_config_plans_every_probe_and_the_table(paper_config):
+    """The paper's study (HiFT and LLaMA2-7B among its methods and models, BitFit on a Llama
+    without bias terms): the section checks, every probe has its spec, the table its reference."""
+    sec = rspec.check_config(paper_config)
+    assert "hift" in sec["methods"] and "llama2-7b" in sec["models"] and "bitfit" in sec["methods"]
+    for model in sec["models"]:
+        for method in sec["methods"]:
+            spec = rspec.probe_spec(paper_config, model, method)
+            assert spec["batch_size"] == 8 and spec["seq_len"] == 512 and spec["task_kind"]
+    table = rspec.table_spec(paper_config)
+    assert table["reference"] == paper_config["reference"] and table["tasks"]["llama2-7b"]
 
 
 def test_the_schema_knows_the_section(demo_config):
@@ -218,6 +273,74 @@ def test_table_layout_csv_and_notes(probes, tmp_path, demo_config):
     assert set(training.task) == {"demo-sst2", "demo-rte"} and len(training) == 4
 
 
+def _paper_frame(probes):
+    """MiniLM (standing in for RoBERTa-base through its alias) and LLaMA2-7B, whose BitFit
+    does not apply; prefix tuning under another name that aliases the paper's."""
+    study = {"models": ["minilm", "llama2-7b"], "methods": ["fft", "lora", "pt", "bitfit", "top12"],
+             "tasks": {"minilm": "demo-sst2", "llama2-7b": None}, **SMALL, "reference": str(REFERENCE),
+             "reference_note": "Demo: MiniLM-L6 only stands in for RoBERTa-base."}
+    source = {"fft": "fft", "lora": "lora", "pt": "prefix", "bitfit": "lora", "top12": "top12"}
+    records = [{**probes[source[method]], "model": model, "method": method}
+               for model in study["models"] for method in study["methods"]]
+    records[-2] = {"model": "llama2-7b", "method": "bitfit", "status": "not_applicable",
+                   "reason": "not applicable: bitfit: model type 'llama' has no bias terms"}
+    models = {"minilm": {"display": "MiniLM-L6", "aliases": ["roberta-base"]}, "llama2-7b": {"display": "LLaMA2-7B"}}
+    methods = {"fft": {"display": "FFT"}, "lora": {"display": "LoRA", "aliases": ["lora-r8"]},
+               "pt": {"display": "Prefix", "aliases": ["prefix"]}, "bitfit": {"display": "BitFit"},
+               "top12": {"display": "Top-12"}}
+    frame = rtable.resource_frame(records, rtable.training_rows([], {}), study, pd.read_csv(REFERENCE), models,
+                                  methods)
+    return frame, study, models, methods
+
+
+def test_the_paper_column_beside_the_probes(probes, tmp_path, demo_config):
+    frame, study, models, methods = _paper_frame(probes)
+    latex = rtable.resource_table(frame, study, models, methods, demo_config["tasks"], TEMPLATE,
+                                  tmp_path / "r.tex", tmp_path / "r.csv")
+    csv = pd.read_csv(tmp_path / "r.csv").set_index(["model", "method"])
+    # Table 7's GPU memory (GB), through the model's and the method's aliases; none for BitFit or top-k.
+    expected = {("minilm", "fft"): 5.67, ("minilm", "lora"): 2.63, ("minilm", "pt"): 2.66,
+                ("llama2-7b", "fft"): 80.0, ("llama2-7b", "lora"): 43.24, ("llama2-7b", "pt"): 40.69}
+    for key in csv.index:
+        assert csv.loc[key, "paper_gpu_gb"] == pytest.approx(expected[key]) if key in expected \
+            else pd.isna(csv.loc[key, "paper_gpu_gb"]), key
+    assert csv.loc[("minilm", "lora"), "paper_model"] == "roberta-base"
+    assert csv.loc[("llama2-7b", "fft"), "paper_note"] == "reported as 80+"
+    assert pd.isna(csv.loc[("llama2-7b", "lora"), "paper_note"])
+    assert csv.loc[("llama2-7b", "bitfit"), "probe_status"] == "not_applicable"
+    # LaTeX: a "Paper (GB)" column per model, beside the probe's; 80+ as the paper reports it.
+    ncols = 1 + 8 * len(study["models"])
+    header = next(line for line in latex.splitlines() if line.startswith("Method &"))
+    assert header.count("Paper (GB)") == 2 and len(re.split(r"(?<!\\)&", header)) == ncols
+    body = latex.split("\\midrule", 1)[1].split("\\bottomrule")[0]
+    rows = {line.split("&")[0].strip(): [c.strip() for c in re.split(r"(?<!\\)&", line)[1:]]
+            for line in body.splitlines() if line.strip().endswith("\\\\")}
+    assert all(len(cells) == ncols - 1 for cells in rows.values())
+    paper = {m: (cells[3], cells[8 + 3].rstrip("\\ ")) for m, cells in rows.items()}
+    assert paper == {"FFT": ("5.67", "80+"), "LoRA": ("2.63", "43.24"), "Prefix": ("2.66", "40.69"),
+                     "BitFit": ("--", "--"), "Top-12": ("--", "--")}
+    assert rows["BitFit"][8 + 1].startswith("n/a$^") and "has no bias terms" in latex
+    for header in re.findall(r"^ & \\multicolumn.*\\\\$", latex, flags=re.M):
+        assert sum(int(s) for s in re.findall(r"\\multicolumn\{(\d+)\}", header)) == ncols - 1
+    # The caption says what the column is, whose numbers stand in, and the config's note.
+    assert "Paper (GB): the paper's Table 7" in latex and "MiniLM-L6: roberta-base" in latex
+    assert "80+: a bound" in latex and "Demo: MiniLM-L6 only stands in for RoBERTa-base." in latex
+    assert "n/a: the method does not apply to the model" in latex
+    from lwob.analysis.resources.figure import resource_figure
+
+    resource_figure(frame, study, models, methods, tmp_path / "r.pdf", tmp_path / "r.png")  # marks it too
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_without_a_reference_there_is_no_paper_column(probes, tmp_path, demo_config):
+    frame, study, models, methods = _paper_frame(probes)
+    study = {**study, "reference": None}
+    latex = rtable.resource_table(frame, study, models, methods, demo_config["tasks"], TEMPLATE,
+                                  tmp_path / "r.tex", tmp_path / "r.csv")
+    assert "Paper (GB)" not in latex and "Table 7, peak GPU memory" not in latex
+    assert "paper_gpu_gb" in pd.read_csv(tmp_path / "r.csv").columns  # the CSV keeps its columns
+
+
 @pytest.mark.slow  # may install TeX Live (tests/publishing.py; its own limit is 1200 s)
 @pytest.mark.tex
 @pytest.mark.timeout(1500)
@@ -229,6 +352,12 @@ def test_table_compiles_with_pdflatex(probes, tmp_path, demo_config, publication
     latex = rtable.resource_table(frame, study, {}, demo_config["methods"], demo_config["tasks"], TEMPLATE,
                               tmp_path / "r.tex", tmp_path / "r.csv")
     assert_compiles(compile_table(latex, tmp_path / "tex", "resources", tools.pdflatex), "resources table")
+    # With the paper's column, a bound (80+), a method that does not apply and the demo's note.
+    frame, study, models, methods = _paper_frame(probes)
+    latex = rtable.resource_table(frame, study, models, methods, demo_config["tasks"], TEMPLATE,
+                                  tmp_path / "p.tex", tmp_path / "p.csv")
+    assert_compiles(compile_table(latex, tmp_path / "tex-paper", "resources", tools.pdflatex),
+                    "resources table with the paper's column")
 
 
 def test_write_resource_study_from_files(probes, tokenized, tmp_path):
@@ -241,18 +370,22 @@ def test_write_resource_study_from_files(probes, tokenized, tmp_path):
         paths.append(path)
     run = {**json.loads((tmp_path / "run" / "train.json").read_text()), "method": "lora"}
     (tmp_path / "run" / "train.json").write_text(json.dumps(run))
-    study = {"models": ["minilm"], "methods": ["fft", "lora", "top12"], "tasks": {"minilm": "demo-sst2"}, **SMALL}
+    study = {"models": ["minilm"], "methods": ["fft", "lora", "top12"], "tasks": {"minilm": "demo-sst2"}, **SMALL,
+             "reference": str(REFERENCE)}
     out = {k: tmp_path / "out" / name for k, name in [("out_tex", "r.tex"), ("out_csv", "r.csv"),
                                                         ("out_training_csv", "t.csv"), ("out_pdf", "r.pdf"),
                                                         ("out_png", "r.png")]}
     kwargs = dict(probes=paths, records=[tmp_path / "run" / "train.json"],
-                  tokenized={"minilm/demo-sst2": tokenized / "meta.json"}, study=study, models={}, methods={},
+                  tokenized={"minilm/demo-sst2": tokenized / "meta.json"}, study=study,
+                  models={"minilm": {"aliases": ["roberta-base"]}}, methods={},
                   tasks={}, template_path=TEMPLATE, **out)
     frame = rtable.write_resource_study(**kwargs)
     lora = frame.set_index("method").loc["lora"]
     assert lora["train_runs"] == 1 and lora["trainable"] == record["params"]["trainable"]
     assert lora["train_tokens_per_s"] > lora["train_samples_per_s"] > 0
     assert lora["probe_epoch_s_est"] == pytest.approx(48 / probes["lora"]["samples_per_s"])
+    # The paper's number, read from the study's reference file (the rule's input).
+    assert lora["paper_gpu_gb"] == pytest.approx(2.63) and "Paper (GB)" in out["out_tex"].read_text()
     assert out["out_png"].read_bytes()[:4] == b"\x89PNG" and out["out_pdf"].read_bytes()[:4] == b"%PDF"
     first = out["out_pdf"].read_bytes(), out["out_png"].read_bytes()
     rtable.write_resource_study(**kwargs)
@@ -262,17 +395,33 @@ def test_write_resource_study_from_files(probes, tokenized, tmp_path):
 # --------------------------------------------------------------------------- workflow
 
 
+def _job_inputs(result, rule: str) -> list[str]:
+    """The inputs of the first `rule` job a dry run lists."""
+    lines = (result.stdout + result.stderr).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"rule {rule}:")
+    line = next(line for line in lines[start:] if line.strip().startswith("input:"))
+    return [s.strip() for s in line.split("input:", 1)[1].split(",")]
+
+
 def test_the_demo_dag_has_the_study_and_a_bad_key_stops_it(demo_config, tmp_path):
-    demo_config["reference"] = None  # a path relative to the repository, not to tmp_path
+    demo_config["reference"] = str(REFERENCE)  # the configs name it relative to the repository
+    # SmolLM2 (a Llama: no bias terms, known from its GGUF header) with BitFit among the methods:
+    # planned like the others; its probe reports BitFit as not applicable.
+    study = demo_config["resource_study"]
+    study["models"] = [*study["models"], "smollm2"]
+    assert "bitfit" in study["methods"]
     result = run_snakemake(tmp_path / "ok", "all", "-n", config=demo_config)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
-    study = demo_config["resource_study"]
     assert jobs["resource_probe"] == len(study["models"]) * len(study["methods"]) and jobs["resource_table"] == 1
-    demo_config["resource_study"]["methods"].append("dora")
+    # The paper's numbers are an input of the table (editing them redraws it), not of a probe.
+    assert str(REFERENCE) in _job_inputs(result, "resource_table")
+    assert str(REFERENCE) not in _job_inputs(result, "resource_probe")
+    study["methods"].append("dora")
     result = run_snakemake(tmp_path / "bad", "all", "-n", config=demo_config)
     assert result.returncode != 0
-    assert "resource_study.methods[8]" in result.stderr and "unknown method 'dora'" in result.stderr
+    assert (f"resource_study.methods[{len(study['methods']) - 1}]" in result.stderr
+            and "unknown method 'dora'" in result.stderr)
     del demo_config["resource_study"]
     result = run_snakemake(tmp_path / "none", "all", "-n", config=demo_config)
     assert result.returncode == 0 and "resource_probe" not in planned_jobs(result)

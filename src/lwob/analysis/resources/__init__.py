@@ -18,18 +18,21 @@ as in the paper's Table 7 and Xu et al.'s Table VII) and one figure:
     parts for tokens/s (non-padding tokens).
 
 A probe that cannot run is never a crash: a method that would repeat another (top-k with k
-above the depth) is skipped with its reason; a sequence length that does not fit the
-model's positions (prefix tuning: the prefix takes positions) is capped to the longest that
-fits, and the table says so; running out of memory is recorded as "OOM" with the device's
-size. Config: the optional top-level `resource_study` section (`check_config`).
+above the depth) is skipped with its reason; a method that cannot apply to the model (BitFit
+on a Llama without bias terms: the method's check or build refuses it) is recorded as not
+applicable with the method's reason, so the study still plans and the table says why; a
+sequence length that does not fit the model's positions (prefix tuning: the prefix takes
+positions) is capped to the longest that fits, and the table says so; running out of memory
+is recorded as "OOM" with the device's size. Config: the optional top-level `resource_study` section (`check_config`).
 
 The package is split by concern, so that each job's code hash (lwob.plan.dependencies.code_of)
 covers what the job runs and nothing else: editing the table does not rerun the probes.
 
 - `spec`: the config section, each probe's spec, the study's paths (planning: no torch);
 - `probe`: one probe job (the `resource_probe` rule);
-- `table`: the finished runs' costs, the frame, the LaTeX/CSV table and the rule's entry
-  point (the `resource_table` rule), drawing with `figure`.
+- `table`: the finished runs' costs, the frame, the LaTeX/CSV table (with the paper's Table 7
+  memory beside the probes, from the config's `reference` CSV) and the rule's entry point
+  (the `resource_table` rule), drawing with `figure`.
 
 This __init__ imports none of them (see above).
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .spec import OOM, SKIPPED
+from .spec import NOT_APPLICABLE, OOM, SKIPPED
 from .table import _num
 
 # --------------------------------------------------------------------------- figure
@@ -48,8 +48,11 @@ def resource_figure(frame, study: dict, models: dict, methods: dict, out_pdf, ou
                     for p, v, m in zip(pos, values, names):
                         if np.isfinite(v):
                             continue
-                        status = sub.loc[m, "probe_status"] if source == "probe" else None
-                        text = "OOM" if status == OOM else ("skipped" if status == SKIPPED else "n/a")
+                        status = sub.loc[m, "probe_status"]
+                        if source == "probe":
+                            text = {OOM: "OOM", SKIPPED: "skipped", NOT_APPLICABLE: "not applicable"}.get(status, "n/a")
+                        else:  # no training run (or the method does not apply to the model)
+                            text = "not applicable" if status == NOT_APPLICABLE else "n/a"
                         ax.text(p, 0, f" {text}", ha="center", va="bottom", rotation=90, fontsize=6, color="gray")
                 ax.set_xticks(x)
                 ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ...errors import ConfigError
-from .spec import OK, OOM, SKIPPED
+from .spec import NOT_APPLICABLE, OK, OOM, SKIPPED
 
 # --------------------------------------------------------------------------- memory
 
@@ -62,6 +62,23 @@ def _is_oom(err: BaseException) -> bool:
 # --------------------------------------------------------------------------- probe
 
 
+class NotApplicable(Exception):
+    """The method cannot be built on this model (its build raised a ConfigError: BitFit on a
+    model whose config.json does not say it has no bias terms, yet has none)."""
+
+
+def not_applicable(cls, options, ctx_args: dict) -> str | None:
+    """Why the method cannot apply to this model at any sequence length (its config check,
+    with the model's layers, type and bias terms, refuses it), else None."""
+    from ...methods import MethodContext
+
+    try:
+        cls.check(options, MethodContext(**ctx_args, max_length=None))
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
 def fitting_length(cls, options, ctx_args: dict, seq_len: int) -> tuple[int, str | None]:
     """The longest length <= seq_len the method's config check accepts on this model (and
     within its positions), with the reason when shorter; (0, reason) when none fits."""
@@ -101,9 +118,12 @@ def _train_steps(record: dict, *, model_dir, meta, method_type, method_options, 
     from ...run.training import build_run_model, make_optimizer
 
     batch, steps, warmup = (int(spec[k]) for k in ("batch_size", "steps", "warmup_steps"))
-    model, cls, options, ctx, base_total = build_run_model(
-        model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
-        seed=int(spec.get("seed", 0)), total_steps=warmup + steps, model_config=model_config)
+    try:
+        model, cls, options, ctx, base_total = build_run_model(
+            model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
+            seed=int(spec.get("seed", 0)), total_steps=warmup + steps, model_config=model_config)
+    except ConfigError as e:  # known only once the model is loaded (e.g. it has no bias terms)
+        raise NotApplicable(str(e)) from None
     record["params"] = cls.parameter_counts(model, base_total)
     record["method_notes"] = ctx.notes
     model.to(device)
@@ -142,7 +162,9 @@ def probe(*, model_dir, method_type: str, method_options: dict, spec: dict, mode
 
     `spec` is probe_spec()'s dict. `max_positions` (the model record's, which may override
     config.json) bounds the sequence length. Never raises for a combination that cannot run:
-    the record's `status` is "skipped" (with `reason`) or "oom".
+    the record's `status` is "skipped" (it would repeat another configuration, or no length
+    fits), "not_applicable" (the method cannot apply to the model: its check or build refuses
+    it) or "oom", with the `reason`.
     """
     import torch
 
@@ -204,11 +226,14 @@ def probe(*, model_dir, method_type: str, method_options: dict, spec: dict, mode
     redundant = cls.redundant(options, info["num_layers"])
     if redundant:
         return finish(SKIPPED, f"not run: {redundant} (it would repeat another configuration)")
+    ctx_args = {"num_layers": info["num_layers"], "model_type": info["model_type"], "task_kind": spec["task_kind"],
+                "total_steps": warmup + steps, "max_positions": positions, "bias_terms": info.get("bias_terms")}
+    why = not_applicable(cls, options, ctx_args)
+    if why:
+        return finish(NOT_APPLICABLE, f"not applicable: {why}")
     if hp["processes"] > 1:
         record["notes"].append(f"trained with {hp['processes']} processes ({hp['parallel']}); "
                                "the probe measures one process holding the whole model")
-    ctx_args = {"num_layers": info["num_layers"], "model_type": info["model_type"], "task_kind": spec["task_kind"],
-                "total_steps": warmup + steps, "max_positions": positions}
     length, why = fitting_length(cls, options, ctx_args, requested)
     if length < 1:
         return finish(SKIPPED, f"no sequence length fits: {why}")
@@ -229,6 +254,8 @@ def probe(*, model_dir, method_type: str, method_options: dict, spec: dict, mode
         _train_steps(record, model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
                      spec=spec, model_config=model_config, hp=hp, device=device, fast=fast, length=length)
         status, reason = OK, None
+    except NotApplicable as err:
+        status, reason = NOT_APPLICABLE, f"not applicable: {err}"
     except Exception as err:  # only running out of memory is a result; anything else is a bug
         if not _is_oom(err):
             raise

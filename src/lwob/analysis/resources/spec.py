@@ -14,8 +14,10 @@ DEFAULTS = {"batch_size": 8, "seq_len": 512, "steps": 3, "warmup_steps": 1}
 #: are a probe's params, so a learning-rate change does not rerun probes.
 COST_SETTINGS = ("device", "precision", "tf32", "fused_optimizer", "compile", "weight_decay", "max_grad_norm",
                  "optimizer", "processes", "parallel")
-#: Probe statuses.
-OK, SKIPPED, OOM = "ok", "skipped", "oom"
+#: Probe statuses: measured; not run as it would repeat another configuration (top-k with k
+#: above the depth) or no length fits; the method does not apply to the model (BitFit on a
+#: model without bias terms: the method's check or build refuses it); out of memory.
+OK, SKIPPED, NOT_APPLICABLE, OOM = "ok", "skipped", "not_applicable", "oom"
 DEFAULT_HEAD = {"task": None, "task_kind": "classification", "num_labels": 2}
 
 
@@ -109,6 +111,9 @@ def study_runs(config: dict) -> list:
 
 
 def table_spec(config: dict) -> dict:
-    """The resolved section for the table rule: settings, models, methods, task per model."""
+    """The resolved section for the table rule: settings, models, methods, task per model, and
+    the paper's numbers shown beside the probes: the config's `reference` CSV (also the rule's
+    input, so editing it redraws the table) and `reference_note` (the caption says it)."""
     sec = section(config)
-    return {**{k: v for k, v in sec.items() if k != "task"}, "tasks": {m: model_task(config, m) for m in sec["models"]}}
+    return {**{k: v for k, v in sec.items() if k != "task"}, "tasks": {m: model_task(config, m) for m in sec["models"]},
+            "reference": config.get("reference") or None, "reference_note": config.get("reference_note") or None}
