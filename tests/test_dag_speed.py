@@ -72,12 +72,17 @@ def test_planning_refuses_exactly_the_runs_training_would_refuse(demo_config, pa
         try:
             validate(c)
         except ConfigError as e:
-            assert f"/{method}" in str(e) and "FSDP" in str(e), str(e)
+            cls = registry.get(c["methods"][method]["type"])
+            assert f"/{method}" in str(e) and ("FSDP" in str(e) or not cls.multi_process), str(e)
             refused.append(method)
-    cannot_shard = [m for m in demo_config["methods"]
-                    if not registry.get(demo_config["methods"][m]["type"]).shardable]
-    assert "adalora" in cannot_shard  # the refusal is exercised
-    assert refused == (cannot_shard if parallel == "fsdp" else []), (parallel, refused)
+    types = {m: registry.get(demo_config["methods"][m]["type"]) for m in demo_config["methods"]}
+    one_process = [m for m, cls in types.items() if not cls.multi_process]  # HiFT, whatever the strategy
+    cannot_shard = [m for m, cls in types.items() if not cls.shardable]
+    assert "adalora" in cannot_shard and "hift" in one_process  # both refusals are exercised
+    in_runs = {r.method for r in cfg.runs(validate(copy.deepcopy(demo_config)))}  # checked per run
+    expected = [m for m in demo_config["methods"]
+                if m in in_runs and (m in one_process or (parallel == "fsdp" and m in cannot_shard))]
+    assert refused == expected, (parallel, refused)
 
 
 def test_planning_the_paper_dag_never_imports_torch():
