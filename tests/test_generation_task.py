@@ -132,3 +132,16 @@ def test_unknown_scorer_stops_the_whole_config(demo_config):
     config["tasks"]["demo-sql"]["scorer"] = "rouge"
     with pytest.raises(ConfigError, match=r"tasks\.demo-sql\.scorer.*rouge"):
         validate(config)
+
+
+def test_tables_and_figures_judge_a_generation_task_by_its_scorer(demo_config):
+    """What tables and figures see of a task (plan.dependencies.presentation) carries its
+    scorer, so GSM8K's column shows the scorer's headline (flexible accuracy), not a default."""
+    from lwob.plan import dependencies as deps
+    from lwob.tasks.base import task_metric
+
+    config = validate(demo_config)
+    shown = deps.presentation(config)["tasks"]
+    for name in ("demo-gsm8k", "demo-sql", "demo-viggo", "demo-stsb", "demo-cola"):
+        assert task_metric(shown[name]) == task_metric(config["tasks"][name])
+    assert task_metric(shown["demo-gsm8k"]) == "flexible_accuracy"

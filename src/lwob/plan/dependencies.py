@@ -45,7 +45,8 @@ MODEL_IDENTITY = ("source", "path", "revision", "package", "subdir", "file", "co
 PRESENTED = {
     "models": ("display", "aliases"),
     "methods": ("type", "display", "aliases"),
-    "tasks": ("display", "kind", "metric", "metrics", "eval_sets"),
+    # the metric a task is judged on: its kind's, from `metric(s)` or a generation task's scorer
+    "tasks": ("display", "kind", "metric", "metrics", "scorer", "scorer_options", "eval_sets"),
 }
 PRESENTED_EVAL_SET = ("kind", "column", "display", "paper_column")
 

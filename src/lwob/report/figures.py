@@ -373,7 +373,7 @@ def generation_figure(metrics: pd.DataFrame, study: dict, tasks: dict, methods: 
                 ax.bar(pos, np.where(np.isfinite(means), means, 0.0), width, color=color,
                        yerr=err if np.any(err > 0) else None, capsize=2, error_kw={"elinewidth": 0.8})
             ax.set_xticks(np.arange(len(columns)))
-            ax.set_xticklabels([d for _, d in columns], fontsize=8)
+            ax.set_xticklabels([d for _, d in columns], fontsize=7, rotation=15, ha="right")
             ax.set_ylim(0, 105)
             ax.grid(axis="y", linewidth=0.4, alpha=0.5)
             ax.set_axisbelow(True)
