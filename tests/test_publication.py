@@ -24,6 +24,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lwob.tasks.base import task_metric
+
 from publishing import TEMPLATE, assert_compiles, compile_table, console_errors, open_in_chromium, report_listing
 
 
@@ -48,6 +50,10 @@ TASKS = {
     "squad": {"display": "SQuAD", "eval_sets": {
         "origin": {"kind": "origin"}, "addsent": {"kind": "adv", "column": "AS", "display": f"AS {ODD}"},
         "addany": {"kind": "adv", "column": "AA"}, "addnegans": {"kind": "adv", "column": "ANA"}}},
+    "gen_mr": {"kind": "generation", "scorer": "viggo", "display": f"ViGGO {ODD}",
+               "eval_sets": {"test": {"kind": "origin", "column": "gen_mr"}}},
+    "gsm": {"kind": "generation", "scorer": "gsm8k", "display": "GSM8k",
+            "eval_sets": {"test": {"kind": "origin", "column": "gsm"}}},
 }
 STUDIES = {
     "robustness_table": {"layout": "robustness_table", "models": ["m_1", "m2"], "methods": list(METHODS),
@@ -56,8 +62,12 @@ STUDIES = {
     "qa_robustness_table": {"layout": "qa_robustness_table", "models": ["m_1", "m2"], "methods": list(METHODS),
                             "tasks": ["squad"], "title": f"QA {ODD}",
                             "omitted": {"m_1": {"bit%fit": "same as FFT_here"}}},
+    "generation_table": {"layout": "generation_table", "models": ["m_1", "m2"], "methods": list(METHODS),
+                         "tasks": ["gen_mr", "gsm"], "title": f"Generation {ODD}",
+                         "omitted": {"m2": {"ia3": "not on this GPU"}}},
 }
-SKIPPED = {"nli": {"adv-mm": "optional file absent"}, "squad": {"addnegans": "optional file absent"}}
+SKIPPED = {"nli": {"adv-mm": "optional file absent"}, "squad": {"addnegans": "optional file absent"},
+           "gsm": {"test": "optional file absent"}}
 SEEDS = [0, 42, 421]
 
 
@@ -70,12 +80,15 @@ def synthetic_summary(study: dict) -> pd.DataFrame:
             for task in study["tasks"]:
                 for es, spec in TASKS[task]["eval_sets"].items():
                     metrics = (["accuracy"] if study["layout"] == "robustness_table" else
+                               [task_metric(TASKS[task])] if study["layout"] == "generation_table" else
                                ["em", "f1"] if spec["kind"] == "origin" else ["adv_em", "adv_f1"])
                     for k, metric in enumerate(metrics):
                         if (xi, es, k) == (1, "adv", 0) and task == "cls":
                             continue  # a missing result
                         if (xi, es) == (2, "addany") and mi == 0:
                             continue
+                        if (xi, task, mi) == (1, "gen_mr", 1):
+                            continue  # a missing generation result
                         values = [0.4 + 0.1 * xi + 0.02 * mi + 0.01 * k + 0.005 * s for s in range(len(SEEDS))]
                         seeds = SEEDS if xi != 3 else SEEDS[:1]
                         values = values[:len(seeds)]
