@@ -1,4 +1,5 @@
-"""Training of one run: own loop (no HF Trainer), dynamic padding, best-epoch weights.
+"""Training of one run: own loop (no HF Trainer), dynamic padding (or packed rows for a
+causal LM's fine-tuning: `collate_packed`, training.packing), best-epoch weights.
 
 Also the one implementation of reading tokenized parts, batching and collation that
 evaluation reuses (`load_part`, `train_batches`, `eval_batches`, `collate`,
@@ -39,6 +40,14 @@ HP_DEFAULTS: dict[str, Any] = {
     "lr_scheduler": "linear",
     "device": "auto",
     "group_by_length": False,
+    # Supervised fine-tuning of a causal LM (per-token targets): each batch's examples are
+    # packed several to a row (position ids restarting per example, attention kept within each
+    # example, logits only where a label counts) instead of padded to the longest; the loss is
+    # the same per-token mean. `pack_length`: the longest packed row (None: the task's max_length).
+    # Where packing does not apply (per-row targets, prompt-learning methods) batches are
+    # length-grouped instead (train.json's `batching` records which and why).
+    "packing": False,
+    "pack_length": None,
     # Processes for one run (GPUs, or CPU processes with gloo) and how they share the work:
     # "ddp" replicates the model, "fsdp" shards it (lwob.run.distributed).
     "processes": 1,
@@ -80,9 +89,12 @@ def resolve_hyperparameters(hp: dict | None) -> dict:
             raise ConfigError(f"training.{k}: expected a positive integer, got {out[k]!r}")
     for k in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
         out[k] = float(out[k])
-    for k in ("group_by_length", "tf32", "fused_optimizer", "compile"):
+    for k in ("group_by_length", "packing", "tf32", "fused_optimizer", "compile"):
         if not isinstance(out[k], bool):
             raise ConfigError(f"training.{k}: expected true or false, got {out[k]!r}")
+    k = "pack_length"
+    if out[k] is not None and (not isinstance(out[k], int) or isinstance(out[k], bool) or out[k] < 1):
+        raise ConfigError(f"training.{k}: expected a positive integer or null (the task's max_length), got {out[k]!r}")
     return out
 
 
@@ -108,6 +120,7 @@ class Part:
     token_type_ids: torch.Tensor | None  # int64 (N, Lmax) or None
     targets: dict  # loss-target column -> int64 (N,) tensor, or (N, Lmax) padded with IGNORE_INDEX per token
     examples: Any = None  # pa.Table of the examples, for kinds whose rows are not examples (QA windows)
+    pad_token_id: int = 0  # what input_ids are padded with (packed rows pad their tails with it)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -152,6 +165,7 @@ def load_part(directory, part: str, pad_token_id: int, targets: tuple[str, ...] 
         token_type_ids=token_type,
         targets={t: _target_tensor(table.column(t)) for t in targets if t in cols},
         examples=pq.read_table(examples_path) if examples_path.is_file() else None,
+        pad_token_id=int(pad_token_id),
     )
 
 
@@ -228,6 +242,164 @@ def collate_targets(part: Part, index: torch.Tensor, device: torch.device) -> di
             value = value[index]
         out[name] = value.to(device)
     return out
+
+
+# --------------------------------------------------------------------------- packing
+
+#: Row counts pack_rows tries beyond the fewest that can hold a batch (the best is almost
+#: always within a few; each try costs a pass over the batch).
+PACK_ROW_COUNTS_TRIED = 32
+
+
+def pack_rows(lengths: list[int], pack_length: int) -> list[list[int]]:
+    """How a batch's examples share packed rows: positions into `lengths`, one list per row,
+    each row's total at most `pack_length`.
+
+    The rows minimise the positions computed (rows x the longest row; ties: more and shorter
+    rows, since attention grows with the square of a row's length). For each row count k from
+    the fewest that can hold the batch up, the examples go longest first to the least-filled
+    row (ties: the lower row; equal lengths keep the batch's order), so the rows are a function
+    of the batch alone and the run's seeded shuffle fixes them. k = len(lengths) (one example
+    per row, no padding beyond the longest) is always possible."""
+    import heapq
+
+    n = len(lengths)
+    if n == 0:
+        return []
+    longest, total = max(lengths), sum(lengths)
+    if longest > pack_length:
+        raise ConfigError(f"training.pack_length: {pack_length} is shorter than an example of {longest} tokens")
+    order = sorted(range(n), key=lambda k: -lengths[k])  # stable: equal lengths keep the batch's order
+    tried = [(n * longest, -n, [[k] for k in order])]  # (positions, -rows, rows)
+    first = max(1, -(-total // pack_length))
+    for k in range(first, min(n, first + PACK_ROW_COUNTS_TRIED)):
+        if k * longest > min(tried)[0]:  # k rows are at least k x longest wide: no better from here on
+            break
+        heap = [(0, r) for r in range(k)]
+        rows: list[list[int]] = [[] for _ in range(k)]
+        for i in order:
+            fill, r = heapq.heappop(heap)
+            rows[r].append(i)
+            heapq.heappush(heap, (fill + lengths[i], r))
+        width = max(fill for fill, _ in heap)
+        if width <= pack_length:
+            tried.append((k * width, -k, rows))
+    return min(tried, key=lambda t: t[:2])[2]
+
+
+@dataclass(frozen=True)
+class Packing:
+    """How a run's training batches are packed (`collate_packed`): rows at most `pack_length`
+    long; `logits_to_keep`: the model computes logits only where a label counts (a boolean
+    `logits_to_keep` and the matching `shift_labels`; transformers' causal LMs that take them)."""
+
+    pack_length: int
+    logits_to_keep: bool = True
+
+
+def collate_packed(part: Part, index: torch.Tensor, device: torch.device, packing: Packing,
+                   rows: list[list[int]] | None = None) -> tuple[dict, dict]:
+    """(inputs, targets) of a packed batch of per-token targets (a causal LM's labels).
+
+    The batch's examples are concatenated several to a row (`pack_rows`), each row's tail
+    padded. Position ids restart at 0 with every example (and the tail), no attention mask is
+    given and the cache is off, which is transformers' packed format: the causal mask is then
+    block-diagonal, so each token attends only within its example (sdpa and eager get the
+    mask, flash attention the sequence boundaries). Each example's first label is IGNORE_INDEX:
+    shifted, it would be the target of the previous example's last token, and unpacked it is
+    never a target. The loss is the mean over the labels that count, as unpacked; with
+    `logits_to_keep` only their logits are computed. `rows`: the layout (positions into
+    `index` per row) instead of `pack_rows`'s."""
+    from ..tasks.base import IGNORE_INDEX
+
+    lengths = part.lengths[index].tolist()
+    if rows is None:
+        rows = pack_rows(lengths, packing.pack_length)
+    width = max(sum(lengths[k] for k in members) for members in rows)
+    src_ids = part.input_ids.numpy()
+    token_targets = {name: value.numpy() for name, value in part.targets.items() if value.dim() == 2}
+    ids = np.full((len(rows), width), part.pad_token_id, dtype=np.int64)
+    pos = np.empty((len(rows), width), dtype=np.int64)
+    labels = {name: np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64) for name in token_targets}
+    for r, members in enumerate(rows):
+        start = 0
+        for k in members:
+            i, n = int(index[k]), lengths[k]
+            ids[r, start:start + n] = src_ids[i, :n]
+            pos[r, start:start + n] = np.arange(n)
+            for name, value in token_targets.items():
+                labels[name][r, start + 1:start + n] = value[i, 1:n]
+            start += n
+        pos[r, start:] = np.arange(width - start)  # the tail: a segment of its own, attending to no example
+    batch = {"input_ids": torch.from_numpy(ids), "position_ids": torch.from_numpy(pos), "use_cache": False}
+    targets = {name: torch.from_numpy(value) for name, value in labels.items()}
+    if packing.logits_to_keep and "labels" in targets:
+        shifted = torch.nn.functional.pad(targets["labels"], (0, 1), value=IGNORE_INDEX)[:, 1:]
+        keep = shifted != IGNORE_INDEX
+        batch["logits_to_keep"] = keep
+        targets["shift_labels"] = shifted[keep]
+    if device.type != "cpu":
+        batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        targets = {k: v.to(device) for k, v in targets.items()}
+    return batch, targets
+
+
+def resolve_packing(hp: dict, kind, core, meta: dict, part: Part) -> tuple[Packing | None, str | None]:
+    """The run's Packing, or None with why packing does not apply (None, None: not asked for).
+    It applies to a causal LM's per-token targets with a method that leaves the model's inputs
+    as they are (prompt learning prepends virtual tokens and a cache: not packed)."""
+    import inspect
+
+    if not hp["packing"]:
+        return None, None
+    if kind.target_level != "token" or kind.auto_model != "AutoModelForCausalLM":
+        return None, f"task kind '{kind.name}' has no per-token targets of a causal LM"
+    peft_config = getattr(core, "peft_config", None)
+    if isinstance(peft_config, dict) and any(getattr(c, "is_prompt_learning", False) for c in peft_config.values()):
+        return None, "a prompt-learning method (virtual tokens and a cache in every forward pass)"
+    base = core.get_base_model() if hasattr(core, "get_base_model") else core
+    params = inspect.signature(type(base).forward).parameters
+    if "position_ids" not in params:
+        return None, f"{type(base).__name__} takes no position_ids"
+    longest = int(part.lengths.max()) if len(part) else 1
+    pack_length = int(hp["pack_length"] or meta.get("max_length") or longest)
+    if longest > pack_length:
+        raise ConfigError(f"training.pack_length: {pack_length} is shorter than the longest training example "
+                          f"({longest} tokens)")
+    return Packing(pack_length=pack_length, logits_to_keep="logits_to_keep" in params), None
+
+
+#: How close a packed batch's loss must be to the same examples' padded loss (relative), per
+#: the precision the run trains in. A token attending across examples moves it far more.
+PACKING_CHECK_RTOL = {"fp32": 1e-4, "bf16": 2e-2}
+
+
+def check_packing(model, part: Part, packing: Packing, device: torch.device, fast) -> dict:
+    """The loss of the part's shortest examples (up to 8) packed and padded as usual, without
+    gradients and in eval mode (no dropout, no random numbers drawn). They are packed in order,
+    as many to a row as fit, so several share a row. A model whose attention does not honour
+    the packed format gives a different loss: `train_run` then falls back to length-grouped
+    batches."""
+    index = torch.argsort(part.lengths, stable=True)[:8]
+    rows: list[list[int]] = []
+    fill = packing.pack_length
+    for k, n in enumerate(part.lengths[index].tolist()):
+        if fill + n > packing.pack_length:
+            rows.append([])
+            fill = 0
+        rows[-1].append(k)
+        fill += n
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), fast.autocast(device):
+        unpacked = float(model(**collate(part, index, device), **collate_targets(part, index, device)).loss)
+        batch, targets = collate_packed(part, index, device, packing, rows)
+        packed = float(model(**batch, **targets).loss)
+    if was_training:
+        model.train()
+    rtol = PACKING_CHECK_RTOL.get(fast.precision, 2e-2)
+    return {"examples": len(index), "rows": len(batch["input_ids"]), "packed_loss": packed, "unpacked_loss": unpacked,
+            "rtol": rtol, "equal": bool(abs(packed - unpacked) <= rtol * abs(unpacked))}
 
 
 def predict(model, part: Part, batch_size: int, device: torch.device, outputs: tuple[str, ...] = ("logits",),
@@ -495,6 +667,23 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     generator = torch.Generator().manual_seed(int(seed))
     if par.world > 1:
         torch.manual_seed(int(seed) * 1000 + par.rank)  # own dropout masks per process
+    # Packed batches (several examples a row) where asked for and exact; else length-grouped
+    # where packing was asked for but does not apply; else as group_by_length says.
+    packing, not_packed = resolve_packing(hp, kind, core, meta, train)
+    batching = {"mode": "length-grouped" if hp["group_by_length"] else "random"}
+    if packing is not None:
+        check = check_packing(model, train, packing, device, fast)
+        if check["equal"]:
+            batching = {"mode": "packed", "pack_length": packing.pack_length,
+                        "logits_to_keep": packing.logits_to_keep, "check": check}
+        else:
+            packing, not_packed = None, (f"the packed loss {check['packed_loss']:.6g} differs from the unpacked "
+                                         f"{check['unpacked_loss']:.6g}: the model does not keep attention "
+                                         f"within packed examples")
+    if not_packed is not None:
+        batching = {"mode": "length-grouped", "packing_not_applied": not_packed}
+        print(f"training.packing: not applied ({not_packed}); length-grouped batches instead", flush=True)
+    group_by_length = batching["mode"] == "length-grouped"
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     divergence = GridCellDivergence(run_id)
@@ -536,7 +725,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         for epoch in range(start_epoch, hp["epochs"] + 1):
             t0 = time.perf_counter()
             if batches is None:  # a fresh epoch (not the one a checkpoint stopped in)
-                batches = train_batches(train, hp["batch_size"], generator, hp["group_by_length"])
+                batches = train_batches(train, hp["batch_size"], generator, group_by_length)
                 start_batch = 0
                 loss_sum = torch.zeros((), dtype=torch.float64, device=device)
                 n_seen = 0
@@ -547,8 +736,11 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                 for group in optimizer.param_groups:
                     group["lr"] = hp["lr"] * factor
                 rows, scale = par.local_rows(index)
-                batch = collate(train, rows, device)
-                targets = collate_targets(train, rows, device)
+                if packing is not None:
+                    batch, targets = collate_packed(train, rows, device, packing)
+                else:
+                    batch = collate(train, rows, device)
+                    targets = collate_targets(train, rows, device)
                 with fast.autocast(device):
                     loss = model(**batch, **targets).loss
                 (loss if scale is None else loss * scale).backward()
@@ -615,6 +807,9 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
         "wall_time_s": time.perf_counter() - start,
         "train_time_s": train_time,
         "train_samples_per_s": len(train) * hp["epochs"] / train_time if train_time > 0 else None,
+        # input tokens trained on (padding not counted) per second of the epoch loops
+        "train_tokens_per_s": int(train.lengths.sum()) * hp["epochs"] / train_time if train_time > 0 else None,
+        "batching": batching,
         "peak_host_mem_mb": _peak_host_mb(),
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
@@ -634,7 +829,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     }
     if divergence.error is not None:
         record["diverged"] = {"step": divergence.error.step, "epoch": divergence.error.epoch}
-        record["train_samples_per_s"] = None  # it stopped part-way: no measure of speed
+        record["train_samples_per_s"] = record["train_tokens_per_s"] = None  # it stopped part-way: no measure of speed
     record["resumed"] = resumed is not None
     if resumed is not None:  # where from: a checkpoint saved on SIGTERM or a periodic one
         record["resumed_from"] = {"step": resumed["step"], "reason": resumed.get("reason")}
