@@ -216,8 +216,12 @@ def test_an_epoch_of_packed_batches_holds_every_example_once_and_the_seed_fixes_
 
 
 def test_packing_goes_through_config_validation(demo_config):
-    validated = cfg.validate(copy.deepcopy(demo_config), SCHEMA, base_dir=REPO)
-    for task in ("demo-viggo", "demo-sql", "demo-gsm8k"):  # the demo's generation tasks train packed
+    config = copy.deepcopy(demo_config)
+    for task in ("demo-viggo", "demo-sql", "demo-gsm8k"):  # a task-level setting, per task
+        config["tasks"][task]["training"] = {**config["tasks"][task].get("training", {}),
+                                             "packing": True, "pack_length": 160}
+    validated = cfg.validate(config, SCHEMA, base_dir=REPO)
+    for task in ("demo-viggo", "demo-sql", "demo-gsm8k"):
         hp = lt.resolve_hyperparameters(cfg.training_settings(validated, "smollm2", task, "fft"))
         assert hp["packing"] is True and hp["pack_length"] == 160
     assert not lt.resolve_hyperparameters(cfg.training_settings(validated, "minilm", "demo-sst2", "fft"))["packing"]
