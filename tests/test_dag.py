@@ -45,16 +45,21 @@ def test_training_jobs_ask_for_gpus_and_scale_with_model(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "-p",
          "results/runs/roberta-large/rte/fft/seed0/train.json",
-         "results/runs/roberta-base/rte/bitfit/seed0/train.json", "--forceall"],
+         "results/runs/roberta-base/rte/bitfit/seed0/train.json",
+         "results/runs/llama2-70b/gsm8k/fft/seed0/train.json", "--forceall"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     blocks = [b for b in out.split("rule train:")[1:]]
-    res = {("large" if "roberta-large" in b else "base"): b for b in blocks}
+    res = {next(k for k in ("large", "base", "70b") if k in b.split("wildcards:")[1].split("\n")[0]): b for b in blocks}
     assert "gpu=1" in res["large"] and "mem_mb=64000" in res["large"]
     assert "mem_mb=32000" in res["base"]
     assert "slurm_partition=gpu" in res["large"]
+    # LLaMA2-70B's FFT over 4 nodes of 8 GPUs: one task per node, the job script on the first
+    # (mpi), which srun-starts a launcher on each; one-node jobs get none of these flags.
+    assert all(f in res["70b"] for f in ("gpu=32", "nodes=4", "tasks=4", "tasks_per_gpu=0", "mpi=srun"))
+    assert "nodes=" not in res["large"] and "mpi=" not in res["base"]
 
 
 def test_bad_config_stops_before_any_job_and_keeps_results(tmp_path, demo_config):

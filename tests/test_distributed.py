@@ -158,3 +158,72 @@ def test_killed_job_stops_its_training_processes_before_they_write(tokenized, tm
     gone, alive = psutil.wait_procs(spawned, timeout=120)
     assert not alive, [p.pid for p in alive]
     assert not (out / "train.json").exists() and not (out / "weights.safetensors").exists()
+
+
+# --------------------------------------------------------------------------- several nodes
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_nodes_match_one_process(tokenized, tmp_path):
+    """A run over two "nodes": the two per-node launchers that `srun` starts on a cluster
+    (lwob.run.launch.node_command), here both on this machine, meet at one c10d rendezvous and
+    train one FSDP run of world 2; it ends where the single-process run ends."""
+    from lwob.run.launch import node_command, write_spec
+
+    one = _train(tokenized, tmp_path / "one", "fft", {}, {})
+    out = tmp_path / "two-nodes"
+    hp = {"processes": 1, "nodes": 2, "parallel": "fsdp"}
+    kwargs = _kwargs(tokenized, out, "fft", {}, hp)
+    kwargs.pop("threads")
+    spec = out / "launch.json"
+    write_spec(spec, kwargs)
+    cmd = node_command(1, spec, nodes=2, rendezvous=f"127.0.0.1:{_free_port()}", job_id="two-nodes")
+    assert "--nnodes=2" in cmd and "--standalone" not in cmd
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launchers = [subprocess.Popen(cmd, env=env, cwd=tmp_path) for _ in range(2)]
+    assert [p.wait(timeout=600) for p in launchers] == [0, 0]
+    two = json.loads((out / "train.json").read_text())
+    assert (two["processes"], two["parallel"], two["hyperparameters"]["nodes"]) == (2, "fsdp", 2)
+    wa, wb = load_file(tmp_path / "one" / "weights.safetensors"), load_file(out / "weights.safetensors")
+    assert wa.keys() == wb.keys() and len(wa) > 0
+    for k in wa:
+        atol = 1e-3 if k.endswith("key.bias") else 1e-5  # as in test_two_processes_match_one
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=atol, msg=k)
+
+
+def test_a_multi_node_run_asks_slurm_for_nodes_and_starts_one_launcher_on_each(paper_config, tmp_path):
+    from lwob.errors import ConfigError
+    from lwob.plan import config as cfg
+    from lwob.run.launch import slurm_nodes_command
+
+    hp = cfg.hyperparameters(paper_config, "llama2-70b", "gsm8k", "fft")
+    per_node, nodes = hp["processes"], hp["nodes"]
+    assert nodes > 1 and hp["parallel"] == "fsdp"
+    res = cfg.train_resources(paper_config, "llama2-70b", "gsm8k", "fft")
+    one = cfg.run_resources(paper_config, "llama2-70b")
+    assert res["nodes"] == nodes and res["gpus"] == one["gpus"] * per_node * nodes  # --gpus: the job's total
+    assert (res["cpus"], res["mem_mb"]) == (one["cpus"] * per_node, one["mem_mb"] * per_node)  # per node
+    assert cfg.train_resources(paper_config, "llama2-70b", "gsm8k", "lora-llama")["nodes"] == 1
+
+    spec = tmp_path / "launch.json"
+    with pytest.raises(ConfigError, match=r"training.nodes: 4 needs a SLURM job of 4 nodes"):
+        slurm_nodes_command(8, spec, 4, environ={})
+    with pytest.raises(ConfigError, match=r"training.nodes: 4, but this SLURM job has 2 node"):
+        slurm_nodes_command(8, spec, 4, environ={"SLURM_JOB_ID": "7", "SLURM_JOB_NUM_NODES": "2"})
+    cmd = slurm_nodes_command(8, spec, 4, environ={"SLURM_JOB_ID": "7", "SLURM_JOB_NUM_NODES": "4"})
+    assert cmd[:5] == ["srun", "--nodes=4", "--ntasks=4", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    assert "--nnodes=4" in cmd and "--nproc_per_node=8" in cmd and "--rdzv_id=7" in cmd
+    assert any(a.startswith("--rdzv_endpoint=") and a.rsplit(":", 1)[1].isdigit() for a in cmd)
+    assert not spec.exists()
+
+    # A method that trains in one process cannot be spread over nodes: one line at config time.
+    paper_config["models"]["llama2-7b"].setdefault("method_training", {})["hift"] = {"nodes": 2}
+    with pytest.raises(ConfigError, match=r"hift.*training.nodes: 2"):
+        cfg.validate(paper_config, cfg_schema(), base_dir=".")

@@ -506,13 +506,19 @@ def increment_selector(config: dict, method: str) -> str:
 def check_parallel(config: dict, model: str, task: str, method: str, method_cls) -> None:
     """A run's `training.processes`/`training.parallel` suit its method (ConfigError)."""
     hp = hyperparameters(config, model, task, method)
-    check_strategy(method_cls, hp.get("processes", 1), hp.get("parallel", "ddp"), f"'training' of run {model}/{task}/{method}")
+    check_strategy(method_cls, hp.get("processes", 1), hp.get("parallel", "ddp"), f"'training' of run {model}/{task}/{method}",
+                   nodes=hp.get("nodes", 1))
 
 
-def check_strategy(method_cls, processes: int, parallel: str, where: str) -> None:
+def check_strategy(method_cls, processes: int, parallel: str, where: str, nodes: int = 1) -> None:
     """The one rule for multi-process training, used at planning time (here, without importing
     torch, which would add seconds to every `snakemake` call) and again by training itself
-    (lwob.run.distributed.check): a method that cannot be sharded does not train under FSDP."""
+    (lwob.run.distributed.check): a method that cannot be sharded does not train under FSDP.
+    `processes` are per node; a run on `nodes` nodes trains in nodes x processes."""
+    if nodes > 1 and not method_cls.multi_process:
+        raise ConfigError(f"{where}: method type '{method_cls.name}' trains in one process only "
+                          f"(training.nodes: {nodes}); use nodes: 1")
+    processes = processes * nodes
     if processes > 1 and not method_cls.multi_process:
         raise ConfigError(f"{where}: method type '{method_cls.name}' trains in one process only "
                           f"(training.processes: {processes}); use processes: 1")
@@ -842,23 +848,29 @@ def method_spec(config: dict, method: str) -> dict:
     return {"type": spec["type"], "options": dict(spec.get("options") or {})}
 
 
-def run_resources(config: dict, model: str, processes: int = 1) -> dict:
+def run_resources(config: dict, model: str, processes: int = 1, nodes: int = 1) -> dict:
     """Compute request of a training or evaluation job of this model.
 
-    A model's `resources` are per process: a run trained by several processes
-    (`training.processes`, lwob.run.distributed) asks for that many GPUs, CPUs and memory.
+    A model's `resources` are per process: a run trained by several processes per node
+    (`training.processes`, lwob.run.distributed) asks for that many CPUs and that much memory
+    on each of its `nodes` (`training.nodes`), and for GPUs in all (`gpus`: the job's total,
+    as SLURM's --gpus counts them).
     """
     res = dict(config.get("resources", {}).get("default") or {})
     res.update(config["models"][model].get("resources") or {})
     res = {"gpus": 0, "gpu_model": None, "cpus": 1, "mem_mb": 4000, "runtime_min": 60, **res}
     for k in ("gpus", "cpus", "mem_mb"):
         res[k] *= processes
+    res["gpus"] *= nodes
+    res["nodes"] = nodes
     return res
 
 
 def train_resources(config: dict, model: str, task: str, method: str) -> dict:
-    """Compute request of a training job: its model's, times the run's processes."""
-    return run_resources(config, model, hyperparameters(config, model, task, method).get("processes", 1))
+    """Compute request of a training job: its model's, times the run's processes (per node)
+    on its nodes."""
+    hp = hyperparameters(config, model, task, method)
+    return run_resources(config, model, hp.get("processes", 1), hp.get("nodes", 1))
 
 
 def placement(config: dict) -> dict:

@@ -32,12 +32,12 @@ from ..errors import ConfigError
 STRATEGIES = ("ddp", "fsdp")
 
 
-def check(method_cls, processes: int, parallel: str, where: str) -> None:
-    """A run's `training.processes`/`training.parallel` suit its method (ConfigError); the
+def check(method_cls, processes: int, parallel: str, where: str, nodes: int = 1) -> None:
+    """A run's `training.processes`/`nodes`/`parallel` suit its method (ConfigError); the
     rule lives in lwob.plan.config, which applies it when the workflow is planned."""
     from ..plan.config import check_strategy
 
-    check_strategy(method_cls, processes, parallel, where)
+    check_strategy(method_cls, processes, parallel, where, nodes=nodes)
 
 
 def in_worker() -> bool:

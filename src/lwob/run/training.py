@@ -52,6 +52,8 @@ HP_DEFAULTS: dict[str, Any] = {
     # "ddp" replicates the model, "fsdp" shards it (lwob.run.distributed).
     "processes": 1,
     "parallel": "ddp",
+    # Nodes of one run (processes on each): a multi-node SLURM job (lwob.run.launch).
+    "nodes": 1,
     # The fast path (lwob.run.fastpath): bf16 autocast with fp32 master weights where the hardware
     # has bf16 ("auto"), TF32 on CUDA, fused AdamW, optional torch.compile.
     "precision": "auto",
@@ -84,7 +86,7 @@ def resolve_hyperparameters(hp: dict | None) -> dict:
     for key, choices in TRAINING_CHOICES.items():
         if key != "device" and out[key] not in choices:  # device: resolve_device (also "cuda:1")
             raise ConfigError(f"training.{key}: one of {', '.join(choices)}, got {out[key]!r}")
-    for k in ("epochs", "batch_size", "eval_batch_size", "processes"):
+    for k in ("epochs", "batch_size", "eval_batch_size", "processes", "nodes"):
         if not isinstance(out[k], int) or isinstance(out[k], bool) or out[k] < 1:
             raise ConfigError(f"training.{k}: expected a positive integer, got {out[k]!r}")
     for k in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
@@ -610,10 +612,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
 
     start = time.perf_counter()
     hp = resolve_hyperparameters(hyperparameters)
-    distributed.check(methods.get(method_type), hp["processes"], hp["parallel"], "training")
-    if hp["processes"] > 1 and not methods.get(method_type).multi_process:
-        raise ConfigError(f"training.processes: method type '{method_type}' trains in one process only, "
-                          f"got processes: {hp['processes']}")
+    distributed.check(methods.get(method_type), hp["processes"], hp["parallel"], "training", nodes=hp["nodes"])
     par = distributed.Parallel.start(hp["parallel"], hp["device"])
     if threads and par.world == 1:
         torch.set_num_threads(int(threads))
