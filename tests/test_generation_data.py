@@ -458,3 +458,49 @@ def test_split_off_carves_fixed_disjoint_splits_from_train(tmp_path):
                          ({"a": 0.6, "b": 0.5}, r"split_off: the fractions sum to 1\.1")]:
         with pytest.raises(ConfigError, match=pattern):
             check_spec("sql", {**spec, "split_off": bad}, tmp_path)
+
+
+# --------------------------------------------------------------------------- columns at config time
+
+
+def test_known_columns_before_loading(tmp_path, spider_files):
+    base = tmp_path / "data/external"
+    _write(base / "viggo/viggo-test.csv", VIGGO_TEST)  # with a byte-order mark
+    _write(base / "gsm8k/train.jsonl", _jsonl(GSM8K_TRAIN))
+    viggo = {"source": "local", "files": {"test": "data/external/viggo/viggo-test.csv"}}
+    assert sources.known_columns(viggo, tmp_path) == ["mr", "ref"]
+    assert sources.known_columns({**viggo, "columns": {"ref": "sentence"}}, tmp_path) == ["mr", "sentence"]
+    gsm = {"source": "local", "files": {"train": "data/external/gsm8k/train.jsonl"}}
+    assert sources.known_columns(gsm, tmp_path) == ["question", "answer"]
+    assert sources.known_columns({"source": "local", "format": "spider", "files": {}}, tmp_path) == [
+        "question", "context", "answer", "db_id"]
+    assert sources.known_columns({"source": "demo", "generator": "meaning"}) == ["mr", "ref"]
+    absent = {"source": "local", "files": {"train": "data/external/none.csv"}}
+    for unknown in (absent, {"source": "hub", "path": "openai/gsm8k"}, {"source": "demo", "generator": "sentiment"}):
+        assert sources.known_columns(unknown, tmp_path) is None
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    ({"template": "Sentence: {sentence}\nMeaning representation:"},
+     r"config key 'tasks.demo-viggo.template': dataset 'demo_meaning' \(train\) has no column\(s\) \['sentence'\]"),
+    ({"completion": "meaning"}, r"config key 'tasks.demo-viggo.completion': .*\['meaning'\]"),
+])
+def test_a_task_naming_a_column_its_dataset_lacks_fails_at_config_time(demo_config, edit, pattern):
+    demo_config["tasks"]["demo-viggo"].update(edit)
+    with pytest.raises(ConfigError, match=pattern):
+        cfg.validate(demo_config, ROOT / "config/schemas/config.schema.yaml", base_dir=ROOT)
+
+
+def test_a_local_csv_with_other_columns_fails_at_config_time(demo_config, tmp_path):
+    _write(tmp_path / "viggo-train.csv", VIGGO_TRAIN.replace("mr,ref", "meaning,text", 1))
+    demo_config["datasets"]["demo_meaning"] = {"source": "local", "labelled": False,
+                                               "files": {"train": str(tmp_path / "viggo-train.csv")}}
+    task = demo_config["tasks"]["demo-viggo"]
+    task["validation"], task["eval_sets"] = {"holdout": 0.5}, {"test": {"dataset": "demo_meaning", "split": "train",
+                                                                          "kind": "origin"}}
+    with pytest.raises(ConfigError, match=r"tasks.demo-viggo.template': dataset 'demo_meaning' \(train\) has no "
+                                          r"column\(s\) \['ref', 'mr'\] \(its columns: meaning, text; rename with "
+                                          r"datasets.demo_meaning.columns\)"):
+        cfg.validate(copy.deepcopy(demo_config), ROOT / "config/schemas/config.schema.yaml", base_dir=ROOT)
+    demo_config["datasets"]["demo_meaning"]["columns"] = {"meaning": "mr", "text": "ref"}
+    cfg.validate(demo_config, ROOT / "config/schemas/config.schema.yaml", base_dir=ROOT)

@@ -309,6 +309,56 @@ def split_names(spec: Any) -> list[str] | None:
     return None
 
 
+def known_columns(spec: Any, base_dir: Path | None = None) -> list[str] | None:
+    """The columns a dataset's rows will have, where they are known before it is loaded (so that
+    a task naming a column it lacks is refused at config time): a demo text generator's, Spider's
+    (``formats.SPIDER_COLUMNS``), or the header of a local CSV/TSV file or the first record of a
+    JSONL file that is present, renamed by the spec's ``columns`` map. None where only loading
+    tells (hub datasets, other formats, absent files). Never raises."""
+    if not isinstance(spec, dict):
+        return None
+    columns = None
+    if spec.get("source") == "demo":
+        from lwob.data.demo import REGISTRY
+        from lwob.data.demo._base import GenerationGenerator
+
+        generator = REGISTRY.get(spec.get("generator"))  # a text generator's rows are its columns (+ idx)
+        if isinstance(generator, type) and issubclass(generator, GenerationGenerator):
+            columns = list(generator.columns)
+    elif spec.get("source") == "local" and spec.get("format") == "spider":
+        columns = list(formats.SPIDER_COLUMNS)
+    elif spec.get("source") == "local" and isinstance(spec.get("files"), dict):
+        columns = _header_columns(spec, base_dir)
+    if columns is None:
+        return None
+    rename = spec.get("columns") if isinstance(spec.get("columns"), dict) else {}
+    return [str(rename.get(c, c)) for c in columns]
+
+
+def _header_columns(spec: dict, base_dir: Path | None) -> list[str] | None:
+    """The columns of the first present CSV/TSV (header line) or JSONL (first record) file."""
+    import csv
+    import json
+
+    for f in spec["files"].values():
+        fmt = spec.get("format") or (formats.format_from_path(f) if isinstance(f, str) else None)
+        path = _resolve(f, base_dir) if isinstance(f, str) and fmt in ("csv", "tsv", "jsonl") else None
+        if path is None or not path.is_file():
+            continue
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as fh:  # a byte-order mark is not a column
+                if fmt == "jsonl":
+                    line = next((ln for ln in fh if ln.strip()), "")
+                    record = json.loads(line) if line else None
+                    return [str(k) for k in record] if isinstance(record, dict) else None
+                # TSV as formats.read_table reads it: quotes are never interpreted
+                reader = (csv.reader(fh) if fmt == "csv" else csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+                return [str(c) for c in next(reader, [])] or None
+        except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+            return None  # loading names the problem
+    return None
+
+
 def is_available(name: str, spec: dict, base_dir: Path | None = None) -> bool:
     """False when ``spec`` is an ``optional: true`` local dataset with a file absent; else True.
 

@@ -377,6 +377,7 @@ def validate(config: dict, schema_path: str | os.PathLike, base_dir: str | os.Pa
                 )
         if not available_eval_sets(config, task_name, base_dir):
             raise ConfigError(f"config key 'tasks.{task_name}.eval_sets': every eval set uses an absent optional dataset")
+        _check_task_columns(config, task_name, base_dir)
 
     from .. import methods as method_registry
 
@@ -677,6 +678,29 @@ def used_datasets(config: dict, *, run_list: list[Run] | None = None) -> list[st
         for ds in task_datasets(config["tasks"][task]):
             names.setdefault(ds)
     return sorted(names)
+
+
+def _check_task_columns(config: dict, task_name: str, base_dir) -> None:
+    """The columns a task reads (its template's fields, its completion...) exist in each of
+    its datasets whose columns are known before loading (a demo generator's, Spider's, a
+    local file's header); the others are checked when they are tokenized."""
+    from .. import tasks as task_kinds
+    from ..data.sources import known_columns
+
+    task = config["tasks"][task_name]
+    needed = task_kinds.get(task["kind"]).columns_needed(task)
+    if not needed:
+        return
+    refs = {"train": task["train"], **({"validation": task["validation"]} if "dataset" in task["validation"] else {}),
+            **{f"eval_sets.{k}": v for k, v in available_eval_sets(config, task_name, base_dir).items()}}
+    for where, ref in refs.items():
+        columns = known_columns(config["datasets"][ref["dataset"]], Path(base_dir))
+        missing = [c for c in needed if columns is not None and c not in columns]
+        if missing:
+            key = needed[missing[0]]
+            raise ConfigError(f"config key 'tasks.{task_name}.{key}': dataset '{ref['dataset']}' ({where}) has no "
+                              f"column(s) {missing} (its columns: {', '.join(columns)}; rename with "
+                              f"datasets.{ref['dataset']}.columns)")
 
 
 def task_datasets(task: dict) -> list[str]:

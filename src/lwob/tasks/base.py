@@ -88,6 +88,13 @@ class TaskKind:
         return None
 
     @classmethod
+    def columns_needed(cls, task: dict) -> dict[str, str]:
+        """Columns the task reads from its datasets' rows, each with the task's config key that
+        names it (checked at config time where a dataset's columns are known before loading:
+        lwob.data.sources.known_columns); {}: the kind checks its columns at load time only."""
+        return {}
+
+    @classmethod
     def check_frame(cls, df, task: dict, where: str, task_name: str) -> None:
         """Data checks of a normalised split before encoding (raise DataError)."""
 

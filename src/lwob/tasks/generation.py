@@ -115,6 +115,15 @@ class Generation(TaskKind):
         return int(task["max_length"]) + int(task["max_new_tokens"])
 
     @classmethod
+    def columns_needed(cls, task: dict) -> dict[str, str]:
+        scorer, options = _scorer_settings(task)
+        needed = {c: "template" for c in template_fields(task["template"])}
+        needed.setdefault(task["completion"], "completion")
+        for c in scorer.context_columns_for(options):
+            needed.setdefault(c, "scorer_options")
+        return needed
+
+    @classmethod
     def check_frame(cls, df, task, where, task_name):
         scorer, options = _scorer_settings(task)
         needed = [*template_fields(task["template"]), task["completion"], *scorer.context_columns_for(options)]
