@@ -26,7 +26,7 @@ demo: setup
 	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.html"
 
 test: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider --durations=40
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -m "not slow"

@@ -65,7 +65,7 @@ def test_f1_needs_two_labels_and_one_metric_key(demo_config):
 
 def test_task_metrics_and_defaults(demo_config):
     c = _validate(demo_config)
-    assert cfg.task_metrics(c) == {"demo-sst2": "accuracy", "demo-rte": "accuracy", "demo-squad": "f1",
+    assert cfg.task_metrics(c) == {"demo-sst2": "accuracy", "demo-rte": "accuracy", "demo-squad": "f1", "demo-squad-lm": "f1",
                                    "demo-cola": "matthews", "demo-mrpc": "f1", "demo-stsb": "pearson",
                                    "demo-viggo": "exact_match", "demo-sql": "exact_match",
                                    "demo-gsm8k": "flexible_accuracy"}

@@ -26,6 +26,9 @@ def fetched(tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("fetched")
     config = load_config("demo.yaml")
+    # MiniLM with causal attention: a model entry whose `config` overrides the checkpoint's
+    config["models"]["minilm-causal"] = {**config["models"]["minilm"], "display": "MiniLM-L6 (causal)",
+                                         "aliases": [], "config": {"is_decoder": True}}
     for model in ("minilm", "minilm-causal"):
         write_model_record(name=model, spec=deps.model_identity(config, model),
                            out_json=workdir / "resources" / "models" / f"{model}.json")
