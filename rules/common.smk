@@ -305,16 +305,12 @@ def slurm_placement(partition_kind):
 
 
 def multi_node_resource(name):
-    """A training job over several nodes (training.nodes): `nodes` nodes, one task on each
-    (`tasks`; `tasks_per_gpu` 0 keeps the executor from deriving --ntasks-per-gpu from it), and
-    `mpi`, which makes the SLURM executor run the job script itself on the first node rather
-    than inside a one-task step, so that lwob.run.launch can `srun` a launcher on every node.
-    None (unset: no flag at all) for a run on one node."""
+    """One of a training job's SLURM settings for a run over several nodes
+    (cfg.multi_node_resources); None (no flag at all) for a run on one node."""
 
     @per_job
     def get(wildcards):
-        nodes = cfg.train_resources(config, wildcards.model, wildcards.task, wildcards.method)["nodes"]
-        return None if nodes == 1 else {"nodes": nodes, "tasks": nodes, "tasks_per_gpu": 0, "mpi": "srun"}[name]
+        return cfg.multi_node_resources(config, wildcards.model, wildcards.task, wildcards.method).get(name)
 
     return get
 
@@ -324,7 +320,7 @@ def gpu_job_resources(per_run=False):
     memory, runtime, CPUs and GPUs (per_run: times the run's processes, over its nodes), and its
     placement."""
     names = {"mem_mb": "mem_mb", "runtime": "runtime", "cpus_per_task": "cpus", "gpu": "gpus", "gpu_model": "gpu_model"}
-    nodes = {name: multi_node_resource(name) for name in ("nodes", "tasks", "tasks_per_gpu", "mpi")} if per_run else {}
+    nodes = {name: multi_node_resource(name) for name in cfg.MULTI_NODE_RESOURCES} if per_run else {}
     return {key: job_resource(name, per_run=per_run) for key, name in names.items()} | nodes | slurm_placement("gpu")
 
 

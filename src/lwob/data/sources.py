@@ -327,7 +327,7 @@ def known_columns(spec: Any, base_dir: Path | None = None) -> list[str] | None:
             columns = list(generator.columns)
     elif spec.get("source") == "local" and spec.get("format") == "spider":
         columns = list(formats.SPIDER_COLUMNS)
-    elif spec.get("source") == "local" and isinstance(spec.get("files"), dict):
+    elif spec.get("source") == "local":
         columns = _header_columns(spec, base_dir)
     if columns is None:
         return None
@@ -340,10 +340,13 @@ def _header_columns(spec: dict, base_dir: Path | None) -> list[str] | None:
     import csv
     import json
 
-    for f in spec["files"].values():
-        fmt = spec.get("format") or (formats.format_from_path(f) if isinstance(f, str) else None)
-        path = _resolve(f, base_dir) if isinstance(f, str) and fmt in ("csv", "tsv", "jsonl") else None
-        if path is None or not path.is_file():
+    try:
+        entries = _local_files("", spec)
+    except ConfigError:
+        return None  # check_spec names the problem
+    for _split, _key_, f, fmt in entries:
+        path = _resolve(f, base_dir)
+        if fmt not in ("csv", "tsv", "jsonl") or not path.is_file():
             continue
         try:
             with open(path, encoding="utf-8-sig", newline="") as fh:  # a byte-order mark is not a column

@@ -516,14 +516,11 @@ def check_strategy(method_cls, processes: int, parallel: str, where: str, nodes:
     torch, which would add seconds to every `snakemake` call) and again by training itself
     (lwob.run.distributed.check): a method that cannot be sharded does not train under FSDP.
     `processes` are per node; a run on `nodes` nodes trains in nodes x processes."""
-    if nodes > 1 and not method_cls.multi_process:
+    if processes * nodes > 1 and not method_cls.multi_process:
+        setting = "nodes" if nodes > 1 else "processes"
         raise ConfigError(f"{where}: method type '{method_cls.name}' trains in one process only "
-                          f"(training.nodes: {nodes}); use nodes: 1")
-    processes = processes * nodes
-    if processes > 1 and not method_cls.multi_process:
-        raise ConfigError(f"{where}: method type '{method_cls.name}' trains in one process only "
-                          f"(training.processes: {processes}); use processes: 1")
-    if processes > 1 and parallel == "fsdp" and not method_cls.shardable:
+                          f"(training.{setting}: {nodes if nodes > 1 else processes}); use {setting}: 1")
+    if processes * nodes > 1 and parallel == "fsdp" and not method_cls.shardable:
         raise ConfigError(f"{where}: method type '{method_cls.name}' cannot train under FSDP "
                           "(training.parallel: fsdp); use parallel: ddp or processes: 1")
 
@@ -697,10 +694,9 @@ def _check_task_columns(config: dict, task_name: str, base_dir) -> None:
         columns = known_columns(config["datasets"][ref["dataset"]], Path(base_dir))
         missing = [c for c in needed if columns is not None and c not in columns]
         if missing:
-            key = needed[missing[0]]
-            raise ConfigError(f"config key 'tasks.{task_name}.{key}': dataset '{ref['dataset']}' ({where}) has no "
-                              f"column(s) {missing} (its columns: {', '.join(columns)}; rename with "
-                              f"datasets.{ref['dataset']}.columns)")
+            raise ConfigError(f"config key 'tasks.{task_name}.{needed[missing[0]]}': dataset '{ref['dataset']}' "
+                              f"({where}) has no column(s) {missing} (its columns: {', '.join(columns)}; rename "
+                              f"with datasets.{ref['dataset']}.columns)")
 
 
 def task_datasets(task: dict) -> list[str]:
@@ -895,6 +891,20 @@ def train_resources(config: dict, model: str, task: str, method: str) -> dict:
     on its nodes."""
     hp = hyperparameters(config, model, task, method)
     return run_resources(config, model, hp.get("processes", 1), hp.get("nodes", 1))
+
+
+#: The SLURM executor's resources of a training job over several nodes (multi_node_resources).
+MULTI_NODE_RESOURCES = ("nodes", "tasks", "tasks_per_gpu", "mpi")
+
+
+def multi_node_resources(config: dict, model: str, task: str, method: str) -> dict:
+    """The executor's settings for a run over several nodes (training.nodes): `nodes` nodes, one
+    task on each (`tasks`; `tasks_per_gpu` 0 keeps the executor from deriving --ntasks-per-gpu
+    from it), and `mpi`, which makes it run the job script itself on the first node rather than
+    inside a one-task step, so that lwob.run.launch can `srun` a launcher on every node.
+    {} for a run on one node (its sbatch line stays as it was)."""
+    nodes = hyperparameters(config, model, task, method).get("nodes", 1)
+    return {} if nodes == 1 else dict(zip(MULTI_NODE_RESOURCES, (nodes, nodes, 0, "srun")))
 
 
 def placement(config: dict) -> dict:

@@ -125,16 +125,12 @@ class Generation(TaskKind):
 
     @classmethod
     def check_frame(cls, df, task, where, task_name):
-        scorer, options = _scorer_settings(task)
-        needed = [*template_fields(task["template"]), task["completion"], *scorer.context_columns_for(options)]
-        missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
+        needed = cls.columns_needed(task)
+        missing = [c for c in needed if c not in df.columns]
         if missing:
-            named = [c for c in missing if c in template_fields(task["template"])]
-            key = (f"tasks.{task_name}.template" if named else f"tasks.{task_name}.completion"
-                   if task["completion"] in missing else f"tasks.{task_name}.scorer")
-            raise DataError(f"{where}: no column(s) {missing} that {key} names (columns: {list(df.columns)}); "
-                            f"rename with the dataset's 'columns' map")
-        for c in dict.fromkeys(needed):
+            raise DataError(f"{where}: no column(s) {missing} that tasks.{task_name}.{needed[missing[0]]} names "
+                            f"(columns: {list(df.columns)}); rename with the dataset's 'columns' map")
+        for c in needed:
             if df[c].isna().any():
                 raise DataError(f"{where}: {int(df[c].isna().sum())} missing value(s) in column {c!r}")
 
