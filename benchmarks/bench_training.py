@@ -125,6 +125,46 @@ def prepare_data(config: dict, n_train: int, work: Path, model_dir: Path) -> Pat
     return tok
 
 
+# --------------------------------------------------------------------------- profiling
+
+
+class OpProfile:
+    """torch.profiler around one trainer's whole run (``--profile``): per-op self CPU time,
+    kept to compare the two loops op by op (`compare_profiles`)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.ops, self.total_ms = enabled, {}, 0.0
+
+    def __enter__(self):
+        if self.enabled:
+            from torch.profiler import ProfilerActivity, profile
+
+            self._prof = profile(activities=[ProfilerActivity.CPU])
+            self._prof.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._prof.__exit__(*exc)
+            for e in self._prof.key_averages():
+                self.ops[e.key] = (e.self_cpu_time_total / 1000.0, e.count)
+            self.total_ms = sum(ms for ms, _ in self.ops.values())
+        return False
+
+
+def compare_profiles(method: str, ours: OpProfile, other: OpProfile, top: int = 25) -> str:
+    """The ops whose self time differs most between the loops (ms over the whole run, calls)."""
+    keys = set(ours.ops) | set(other.ops)
+    rows = sorted(keys, key=lambda k: -abs(ours.ops.get(k, (0, 0))[0] - other.ops.get(k, (0, 0))[0]))[:top]
+    lines = [f"### {method}: ops by self CPU time, ours vs Trainer bf16 (whole run, ms; calls)", "",
+             f"all ops: ours {ours.total_ms:.0f} ms, Trainer bf16 {other.total_ms:.0f} ms", "",
+             "| op | ours ms | calls | Trainer ms | calls | ours - Trainer ms |", "|---|---:|---:|---:|---:|---:|"]
+    for k in rows:
+        (a, na), (b, nb) = ours.ops.get(k, (0.0, 0)), other.ops.get(k, (0.0, 0))
+        lines.append(f"| `{k}` | {a:.0f} | {na} | {b:.0f} | {nb} | {a - b:+.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- lwob loop
 
 
@@ -304,11 +344,11 @@ def fmt_acc(a) -> str:
     return "-" if a is None else f"{a:.3f}"
 
 
-def _faster(best: dict | None, new: dict) -> dict:
-    """The faster of two runs of the same work, with every throughput seen (for the noise)."""
-    seen = (best or {}).get("all_samples_per_s", []) + [new["samples_per_s"]]
-    keep = new if best is None or new["samples_per_s"] > best["samples_per_s"] else best
-    return {**keep, "all_samples_per_s": seen}
+def _median_run(runs: list[dict]) -> dict:
+    """The run of median throughput among repeats of the same work (the lower middle one for
+    an even count), with every throughput seen, for the spread."""
+    ordered = sorted(runs, key=lambda r: r["samples_per_s"])
+    return {**ordered[(len(ordered) - 1) // 2], "all_samples_per_s": [r["samples_per_s"] for r in runs]}
 
 
 def _ratio(a, b) -> str:
@@ -319,6 +359,13 @@ def _sps(a) -> str:
     return "-" if a is None else f"{a:.1f}"
 
 
+def _spread(row: dict, who: str) -> str:
+    """The median samples/s, and the range over the repeats when there were several."""
+    seen = [float(x) for x in (row.get(f"{who}_samples_per_s_all") or "").split()]
+    median = _sps(row[f"{who}_samples_per_s"])
+    return median if len(seen) < 2 else f"{median} ({min(seen):.1f}-{max(seen):.1f})"
+
+
 def render(rows: list[dict], machine: dict, settings: dict) -> tuple[str, str]:
     bf = any(r.get("trainer_bf16_samples_per_s") is not None for r in rows)
     head = ("| method | ours samples/s | Trainer samples/s | ratio (ours/Trainer) "
@@ -327,9 +374,9 @@ def render(rows: list[dict], machine: dict, settings: dict) -> tuple[str, str]:
             + ("| Trainer bf16 val acc (final / best) " if bf else "") + "|")
     lines = [head, "|---|---:|---:|---:|" + ("---:|---:|---:|" if bf else "") + "---:|---:|" + ("---:|" if bf else "")]
     for r in rows:
-        cells = [r["method"], _sps(r["ours_samples_per_s"]), _sps(r["trainer_samples_per_s"]), f"{r['ratio']:.2f}x"]
+        cells = [r["method"], _spread(r, "ours"), _spread(r, "trainer"), f"{r['ratio']:.2f}x"]
         if bf:
-            cells += [_sps(r["trainer_bf16_samples_per_s"]), _ratio(r["ours_samples_per_s"], r["trainer_bf16_samples_per_s"]),
+            cells += [_spread(r, "trainer_bf16"), _ratio(r["ours_samples_per_s"], r["trainer_bf16_samples_per_s"]),
                       _ratio(r["trainer_bf16_samples_per_s"], r["trainer_samples_per_s"])]
         cells += [f"{fmt_acc(r['ours_val_acc_final'])} / {fmt_acc(r['ours_val_acc_best'])}",
                   f"{fmt_acc(r['trainer_val_acc_final'])} / {fmt_acc(r['trainer_val_acc_best'])}"]
@@ -385,8 +432,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-trainer-bf16", dest="trainer_bf16", action="store_false",
                     help="skip the control run of the Trainer with bf16=True")
     ap.add_argument("--repeats", type=int, default=1,
-                    help="run each trainer this many times per method (interleaved) and keep the fastest run "
-                         "(the machine may be shared); the accuracies are those of that run")
+                    help="run each trainer this many times per method (interleaved) and report the run of median "
+                         "throughput, with the spread of all; the accuracies are those of that run")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timed runs, one profiled run of ours and of the bf16 Trainer per method: "
+                         "the ops whose self CPU time differs most (printed, and in bench_training*_profile.md)")
     ap.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"],
                     help="lwob's training.precision (default: the config's, i.e. auto)")
     args = ap.parse_args(argv)
@@ -420,7 +470,7 @@ def main(argv=None) -> int:
     tok_dir = prepare_data(config, args.n_train, work / "data", model_dir)
     warmup(model_dir, tok_dir, args.threads)
 
-    rows = []
+    rows, profiles = [], []
     for method in methods:
         mcfg = config["methods"][method]
         hp = {**config.get("training", {}), **(mcfg.get("training") or {})}
@@ -432,12 +482,21 @@ def main(argv=None) -> int:
         hp = lt.resolve_hyperparameters(hp)
         common = dict(model_dir=model_dir, tok_dir=tok_dir, method=method, mcfg=mcfg, hp=hp, seed=args.seed,
                       threads=args.threads, out=work)
-        ours = hf = hfb = None
+        runs = {"ours": [], "hf": [], "hfb": []}
         for _ in range(max(1, args.repeats)):  # interleaved, so a busy spell of the machine hits all three
-            ours = _faster(ours, run_ours(**common))
-            hf = _faster(hf, run_trainer(**common, sampling=args.trainer_sampling))
+            runs["ours"].append(run_ours(**common))
+            runs["hf"].append(run_trainer(**common, sampling=args.trainer_sampling))
             if args.trainer_bf16:
-                hfb = _faster(hfb, run_trainer(**common, sampling=args.trainer_sampling, bf16=True))
+                runs["hfb"].append(run_trainer(**common, sampling=args.trainer_sampling, bf16=True))
+        ours, hf = _median_run(runs["ours"]), _median_run(runs["hf"])
+        hfb = _median_run(runs["hfb"]) if runs["hfb"] else None
+        if args.profile:  # one more run of each, profiled (the profiler's overhead stays out of the figures above)
+            with OpProfile(True) as ours_prof:
+                run_ours(**common)
+            with OpProfile(True) as hfb_prof:
+                run_trainer(**common, sampling=args.trainer_sampling, bf16=True)
+            profiles.append(compare_profiles(method, ours_prof, hfb_prof))
+            print(profiles[-1], flush=True)
         for name, other in (("Trainer", hf), ("Trainer bf16", hfb)):
             if other is None:
                 continue
@@ -499,7 +558,7 @@ def main(argv=None) -> int:
         "ours precision": rows[-1]["ours_precision"] if rows else "-",
         "Trainer sampling": args.trainer_sampling, "Trainer optim": rows[-1]["trainer_optim"] if rows else "-",
         "Trainer precision": "fp32 (default)" + (" and bf16=True (control)" if args.trainer_bf16 else ""),
-        "seed": args.seed, "repeats (fastest kept)": args.repeats,
+        "seed": args.seed, "repeats (median kept)": args.repeats,
     }
     shutil.rmtree(work, ignore_errors=True)
     machine["loadavg_at_end"] = loadavg()
@@ -512,6 +571,8 @@ def main(argv=None) -> int:
         for r in rows:
             w.writerow({**r, **{k: machine[k] for k in ("cpu", "cores", "threads", "torch", "date")}})
     (out / f"bench_training{suffix}.md").write_text(md + f"\nBenchmark run time: {total:.0f} s.\n")
+    if profiles:
+        (out / f"bench_training{suffix}_profile.md").write_text("\n".join(profiles))
     write_json(out / f"bench_training{suffix}.json", {"machine": machine, "settings": settings, "rows": rows,
                                                       "run_time_s": total})
     print()

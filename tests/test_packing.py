@@ -104,6 +104,37 @@ def test_packed_loss_and_gradients_equal_the_unpacked_ones(tiny_llama, logits_to
         torch.testing.assert_close(g, ref_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_padded_batches_compute_logits_only_where_a_label_counts(tiny_llama):
+    """Unpacked batches too: the logits of the positions whose label counts, and the loss and
+    gradients of the full logits; a prompt-learning model and a kind without per-token
+    targets keep the full logits."""
+    from lwob import tasks
+
+    part = synthetic_part(12, seed=4)
+    model = load_model(tiny_llama)
+    index = torch.arange(12)
+    batch = lt.collate(part, index, CPU)
+    full = lt.collate_targets(part, index, CPU)
+    kept = lt.collate_targets(part, index, CPU, loss_logits_only=True)
+    assert set(kept) == {"labels", "logits_to_keep", "shift_labels"} and kept["logits_to_keep"].dtype == torch.bool
+    counted = int((full["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert int(kept["logits_to_keep"].sum()) == len(kept["shift_labels"]) == counted < full["labels"].numel()
+    with torch.no_grad():
+        assert model(**batch, **kept).logits.shape == (counted, model.config.vocab_size)
+    ref_loss, ref_grads = loss_and_grads(model, batch, full)
+    loss, grads = loss_and_grads(model, batch, kept)
+    assert loss == pytest.approx(ref_loss, rel=1e-5, abs=1e-6)
+    assert grads.keys() == ref_grads.keys()
+    for name, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    generation, classification = tasks.get("generation"), tasks.get("classification")
+    assert lt.loss_logits_only(generation, model) and not lt.loss_logits_only(classification, model)
+    from peft import PrefixTuningConfig, get_peft_model
+
+    prefix = get_peft_model(load_model(tiny_llama), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    assert not lt.loss_logits_only(generation, prefix)
+
+
 def test_packed_loss_is_the_token_weighted_mean_of_the_examples(tiny_llama):
     """Each example's summed loss, unpacked and alone, over all examples' counted tokens."""
     part = synthetic_part(9, seed=2)
@@ -284,7 +315,7 @@ def test_a_packed_run_trains_the_weights_of_an_unpacked_one(tiny_llama, tmp_path
     tok = write_generation_task(tmp_path, tiny_llama)
     plain = train(tiny_llama, tok, tmp_path / "plain")
     packed = train(tiny_llama, tok, tmp_path / "packed", packing=True, pack_length=40)
-    assert plain["batching"] == {"mode": "random"}
+    assert plain["batching"] == {"mode": "random", "loss_logits_only": True}  # tiny Llama takes logits_to_keep
     assert packed["batching"]["mode"] == "packed" and packed["batching"]["pack_length"] == 40
     assert packed["batching"]["check"]["equal"] and packed["batching"]["check"]["rows"] < 8
     assert packed["train_tokens_per_s"] > 0 and packed["total_steps"] == plain["total_steps"]

@@ -260,7 +260,7 @@ def _kill_resume_config() -> dict:
     """The small demo cut to FFT, seeds 0 and 42, long enough (epochs) to be killed mid-way;
     a periodic checkpoint every few seconds marks the moment training is under way."""
     config = _small_demo_config()
-    config["training"]["epochs"] = 12
+    config["training"]["epochs"] = 8
     config["methods"] = {"fft": config["methods"]["fft"]}
     config["studies"]["table3"]["methods"] = ["fft"]
     config.pop("increments", None)  # weight analysis of LoRA runs: none here
