@@ -13,7 +13,8 @@ CPU has AVX512-BF16/AMX, for ours and for the Trainer's ``bf16=True``; fp32 else
   examples several to a row, attention within each example, logits only where a label counts);
 * ``ours grouped``: ``training.group_by_length: true`` (padded, rows of similar length);
 * ``ours random``: the lwob loop with padded random batches (a control: what the loop alone
-  gives, and the batches packing repacks: the same examples in every step);
+  gives, and the batches packing repacks: the same examples in every step); like every lwob
+  batch of a causal LM, logits only where a label counts (``loss_logits_only``);
 * ``Trainer``: ``transformers.Trainer``, random batches padded to the longest
   (DataCollatorForSeq2Seq, labels padded with -100), its default AdamW.
 

@@ -13,6 +13,9 @@ reuses it, so a run is always scored the way it was trained.
 - fused_optimizer: AdamW's fused kernel (CPU and CUDA) instead of the per-tensor loop.
 - compile: torch.compile of the model (dynamic shapes, since batches are padded per batch);
   off by default, as compiling costs more than it saves on short runs.
+
+Around the training loop on a CPU, `heap_allocations` keeps large buffers on the heap
+(glibc), which changes no number: see there.
 """
 
 from __future__ import annotations
@@ -114,3 +117,38 @@ def cast_frozen_linear_weights(model, dtype=torch.bfloat16) -> int:
                 param.data = param.data.to(dtype)
                 n += 1
     return n
+
+
+#: glibc's mallopt parameters (malloc.h) and the defaults `heap_allocations` restores.
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+GLIBC_DEFAULTS = {M_TRIM_THRESHOLD: 128 * 1024, M_MMAP_MAX: 65536}
+
+
+@contextlib.contextmanager
+def heap_allocations(device: torch.device):
+    """On a CPU with glibc: large buffers come from the heap and go back to it, instead of
+    fresh memory-mapped pages for every allocation above 32 MB (glibc's largest mmap
+    threshold) that are unmapped again when freed. A training step allocates the same large
+    buffers every time (MiniLM's word-embedding gradient is 47 MB, SmolLM2's 113 MB), and
+    first touching fresh pages (page faults) cost FFT of MiniLM about 13% of its time
+    (docs/BENCHMARKS.md). Only where memory comes from changes: every number is the same, bit
+    for bit. Yields whether it applied; on leaving, glibc's defaults are set again and the
+    heap's free memory is returned to the system."""
+    libc = None
+    if device.type == "cpu":
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            if not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)):
+                libc = None
+        except (OSError, AttributeError):  # not glibc (musl, macOS): its allocator as it is
+            libc = None
+    try:
+        yield libc is not None
+    finally:
+        if libc is not None:
+            for param, value in GLIBC_DEFAULTS.items():
+                libc.mallopt(param, value)
+            libc.malloc_trim(0)

@@ -640,7 +640,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     """
     from . import checkpoint, distributed, provenance
     from .. import methods, tasks
-    from .fastpath import FastPath
+    from .fastpath import FastPath, heap_allocations
 
     start = time.perf_counter()
     hp = resolve_hyperparameters(hyperparameters)
@@ -755,7 +755,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
             "train_time": train_time + (time.perf_counter() - t0),
         }
 
-    with divergence, checkpoint.Preemption(checkpoint_minutes) as preemption:
+    with divergence, checkpoint.Preemption(checkpoint_minutes) as preemption, heap_allocations(device) as on_heap:
         for epoch in range(start_epoch, hp["epochs"] + 1):
             t0 = time.perf_counter()
             if batches is None:  # a fresh epoch (not the one a checkpoint stopped in)
@@ -858,6 +858,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
                 "tokenized_parts": {k: v.get("sha256") for k, v in meta.get("parts", {}).items()},
             },
             "fast_path": fast.record(),
+            "heap_allocations": on_heap,  # lwob.run.fastpath.heap_allocations (no number depends on it)
             **(provenance_extra or {}),
         },
     }
