@@ -3,7 +3,7 @@
 Runs in a copy of the workflow so that touching a template does not touch the checkout.
 Every test runs on the demo at CI size (conftest.reduced_demo_config: the same studies,
 methods and tasks with fewer examples, epochs and seeds; `make test`) and on the full demo
-(`pytest -m demo`, about 16 minutes on an idle 2-core machine).
+(`pytest -m demo`, about 40 minutes on an idle 2-core machine).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import yaml
 
 from conftest import REPO, load_config, planned_jobs, reduced_demo_config
 
-# The module's first test also runs the demo (the fixture): with Table 1's decoder runs about
-# 18 minutes at CI size and 30 for the full demo on an idle 2-core machine; the limit leaves
+# The module's first test also runs the demo (the fixture): about 20 minutes at CI size and 39
+# for the full demo on an idle 2-core machine; the limit leaves
 # room for a loaded one (at CI size it took 40 minutes beside other jobs at load 5).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(4200)]
 

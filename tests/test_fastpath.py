@@ -74,6 +74,26 @@ def test_frozen_weights_stored_in_bf16_change_nothing(tokenized, tmp_path, monke
     assert all(t.dtype == torch.float32 for t in wa.values())  # trainable tensors: fp32
 
 
+def test_large_buffers_kept_on_the_heap_change_nothing(tokenized, tmp_path, monkeypatch):
+    """The training loop keeps large buffers on the heap (glibc) and says so in its record; the
+    same FFT without it trains the same weights, bit for bit; a GPU's memory is left alone."""
+    import contextlib
+
+    import lwob.run.training as lt
+
+    heap = _train(tokenized, tmp_path / "heap", method="fft", options={}, hp={"precision": "bf16"})
+    assert heap["provenance"]["heap_allocations"] is True  # glibc on this Linux
+    monkeypatch.setattr(fastpath, "heap_allocations", lambda device: contextlib.nullcontext(False))
+    plain = _train(tokenized, tmp_path / "plain", method="fft", options={}, hp={"precision": "bf16"})
+    assert plain["provenance"]["heap_allocations"] is False and heap["epochs"] == plain["epochs"]
+    assert heap["weights_sha256"] == plain["weights_sha256"]
+    monkeypatch.undo()
+    with fastpath.heap_allocations(torch.device("cuda")) as applied:
+        assert applied is False
+    with fastpath.heap_allocations(torch.device("cpu")) as applied:  # and it can be entered again
+        assert applied is True and lt.torch.ones(1 << 24).sum() == 1 << 24
+
+
 def test_cast_frozen_linear_weights_leaves_trainable_ones():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
     model[0].requires_grad_(False)
