@@ -106,19 +106,26 @@ def _is_matrix(shape) -> bool:
 
 
 def summary_stats(values) -> dict:
-    """Summary statistics of one increment tensor (definitions in the module docstring)."""
-    from scipy import stats
+    """Summary statistics of one increment tensor (definitions in the module docstring).
 
+    In float64, from the central moments of one mean-subtracted copy: the excess kurtosis is
+    m4 / m2^2 - 3, as scipy.stats.kurtosis(fisher=True, bias=True) computes it, without its
+    extra passes (a 135M-parameter FFT run's increments are a few seconds faster)."""
     arr = np.asarray(values, dtype=np.float64)
     flat = arr.ravel()
     n = flat.size
     out = {"numel": int(n)}
     if n == 0:
         return {**out, **{k: math.nan for k in STAT_COLUMNS[1:]}}
-    std = float(flat.std())
-    out.update(mean=float(flat.mean()), std=std, mean_abs=float(np.abs(flat).mean()),
-               kurtosis=float(stats.kurtosis(flat, fisher=True, bias=True)) if std > 0 else math.nan,
-               max_abs=float(np.abs(flat).max()), frobenius=float(np.sqrt(np.dot(flat, flat))))
+    mean = float(flat.mean())
+    centred = flat - mean
+    squared = centred * centred
+    m2 = float(squared.mean())
+    m4 = float(np.dot(squared, squared)) / n
+    magnitude = np.abs(flat)
+    out.update(mean=mean, std=math.sqrt(m2), mean_abs=float(magnitude.mean()),
+               kurtosis=m4 / (m2 * m2) - 3.0 if m2 > 0 else math.nan,
+               max_abs=float(magnitude.max()), frobenius=float(np.sqrt(np.dot(flat, flat))))
     squeezed = arr.squeeze() if arr.ndim > 2 or 1 in arr.shape else arr
     out["effective_rank"] = effective_rank(squeezed) if _is_matrix(squeezed.shape) else math.nan
     return out
