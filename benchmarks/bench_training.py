@@ -132,23 +132,21 @@ class OpProfile:
     """torch.profiler around one trainer's whole run (``--profile``): per-op self CPU time,
     kept to compare the two loops op by op (`compare_profiles`)."""
 
-    def __init__(self, enabled: bool):
-        self.enabled, self.ops, self.total_ms = enabled, {}, 0.0
+    def __init__(self):
+        self.ops, self.total_ms = {}, 0.0
 
     def __enter__(self):
-        if self.enabled:
-            from torch.profiler import ProfilerActivity, profile
+        from torch.profiler import ProfilerActivity, profile
 
-            self._prof = profile(activities=[ProfilerActivity.CPU])
-            self._prof.__enter__()
+        self._prof = profile(activities=[ProfilerActivity.CPU])
+        self._prof.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self.enabled:
-            self._prof.__exit__(*exc)
-            for e in self._prof.key_averages():
-                self.ops[e.key] = (e.self_cpu_time_total / 1000.0, e.count)
-            self.total_ms = sum(ms for ms, _ in self.ops.values())
+        self._prof.__exit__(*exc)
+        for e in self._prof.key_averages():
+            self.ops[e.key] = (e.self_cpu_time_total / 1000.0, e.count)
+        self.total_ms = sum(ms for ms, _ in self.ops.values())
         return False
 
 
@@ -491,9 +489,9 @@ def main(argv=None) -> int:
         ours, hf = _median_run(runs["ours"]), _median_run(runs["hf"])
         hfb = _median_run(runs["hfb"]) if runs["hfb"] else None
         if args.profile:  # one more run of each, profiled (the profiler's overhead stays out of the figures above)
-            with OpProfile(True) as ours_prof:
+            with OpProfile() as ours_prof:
                 run_ours(**common)
-            with OpProfile(True) as hfb_prof:
+            with OpProfile() as hfb_prof:
                 run_trainer(**common, sampling=args.trainer_sampling, bf16=True)
             profiles.append(compare_profiles(method, ours_prof, hfb_prof))
             print(profiles[-1], flush=True)

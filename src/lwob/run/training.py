@@ -235,9 +235,8 @@ def collate(part: Part, index: torch.Tensor, device: torch.device) -> dict:
 
 def collate_targets(part: Part, index: torch.Tensor, device: torch.device, loss_logits_only: bool = False) -> dict:
     """The batch's loss targets: per row as they are, per token sliced to the batch's width
-    (as `collate` slices the inputs). With `loss_logits_only` (a causal LM that takes
-    `logits_to_keep`: `loss_logits_only`), the model computes logits only where a label counts
-    (`keep_loss_logits`)."""
+    (as `collate` slices the inputs). With `loss_logits_only` (what the function of that name
+    says for the run), the model computes logits only where a label counts (`keep_loss_logits`)."""
     out = {}
     for name, value in part.targets.items():
         if value.dim() == 2:
@@ -268,12 +267,17 @@ def loss_logits_only(kind, core) -> bool:
     """Whether a run's model can compute logits only where a label counts: a causal LM's
     per-token targets, a forward that takes `logits_to_keep`, and inputs left in place
     (prompt learning prepends virtual tokens, which would move the positions)."""
-    import inspect
-
     if kind.target_level != "token" or kind.auto_model != "AutoModelForCausalLM" or _prompt_learning(core):
         return False
+    return "logits_to_keep" in _forward_parameters(core)
+
+
+def _forward_parameters(core):
+    """The parameters of the base model's forward (under a peft wrapper, the wrapped model's)."""
+    import inspect
+
     base = core.get_base_model() if hasattr(core, "get_base_model") else core
-    return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+    return inspect.signature(type(base).forward).parameters
 
 
 def _prompt_learning(core) -> bool:
@@ -383,17 +387,14 @@ def resolve_packing(hp: dict, kind, core, meta: dict, part: Part) -> tuple[Packi
     """The run's Packing, or None with why packing does not apply (None, None: not asked for).
     It applies to a causal LM's per-token targets with a method that leaves the model's inputs
     as they are (prompt learning prepends virtual tokens and a cache: not packed)."""
-    import inspect
-
     if not hp["packing"]:
         return None, None
     if kind.target_level != "token" or kind.auto_model != "AutoModelForCausalLM":
         return None, f"task kind '{kind.name}' has no per-token targets of a causal LM"
     if _prompt_learning(core):
         return None, "a prompt-learning method (virtual tokens and a cache in every forward pass)"
-    base = core.get_base_model() if hasattr(core, "get_base_model") else core
-    params = inspect.signature(type(base).forward).parameters
-    if "position_ids" not in params:
+    if "position_ids" not in _forward_parameters(core):
+        base = core.get_base_model() if hasattr(core, "get_base_model") else core
         return None, f"{type(base).__name__} takes no position_ids"
     longest = int(part.lengths.max()) if len(part) else 1
     pack_length = int(hp["pack_length"] or meta.get("max_length") or longest)
