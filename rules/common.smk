@@ -280,9 +280,10 @@ def run_method(wildcards):
     return cfg.method_spec(config, wildcards.method)
 
 
-def job_resource(name, per_run=False):
+def job_resource(name, per_run=False, evaluation=False):
     """One resource of a job of a run, from the model's entry in the config; with per_run
-    (training), times the run's processes (training.processes).
+    (training), times the run's processes (training.processes); with evaluation, the GPUs
+    times the run's eval_devices.
 
     Memory and runtime grow with the attempt, so a job retried after running out of
     memory or time asks for more.
@@ -292,6 +293,8 @@ def job_resource(name, per_run=False):
     def get(wildcards, attempt):
         if per_run:
             res = cfg.train_resources(config, wildcards.model, wildcards.task, wildcards.method)
+        elif evaluation:
+            res = cfg.evaluation_resources(config, wildcards.model, wildcards.task, wildcards.method)
         else:
             res = cfg.run_resources(config, wildcards.model)
         scaled = {"mem_mb": res["mem_mb"] * attempt, "runtime": res["runtime_min"] * attempt}
@@ -315,13 +318,14 @@ def multi_node_resource(name):
     return get
 
 
-def gpu_job_resources(per_run=False):
+def gpu_job_resources(per_run=False, evaluation=False):
     """The resources of a job on the GPU partition (training, evaluation, probes): the model's
-    memory, runtime, CPUs and GPUs (per_run: times the run's processes, over its nodes), and its
-    placement."""
+    memory, runtime, CPUs and GPUs (per_run: times the run's processes, over its nodes;
+    evaluation: GPUs times eval_devices), and its placement."""
     names = {"mem_mb": "mem_mb", "runtime": "runtime", "cpus_per_task": "cpus", "gpu": "gpus", "gpu_model": "gpu_model"}
     nodes = {name: multi_node_resource(name) for name in cfg.MULTI_NODE_RESOURCES} if per_run else {}
-    return {key: job_resource(name, per_run=per_run) for key, name in names.items()} | nodes | slurm_placement("gpu")
+    return ({key: job_resource(name, per_run=per_run, evaluation=evaluation) for key, name in names.items()}
+            | nodes | slurm_placement("gpu"))
 
 
 def cpu_job_resources():

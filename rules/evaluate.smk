@@ -19,7 +19,7 @@ rule evaluate:
         code=deps.code_of("evaluate"),
     threads: threads_of
     resources:
-        **gpu_job_resources(),
+        **gpu_job_resources(evaluation=True),
     conda:
         "../envs/train.yaml"
     script:

@@ -46,13 +46,22 @@ def test_training_jobs_ask_for_gpus_and_scale_with_model(tmp_path):
         [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "-p",
          "results/runs/roberta-large/rte/fft/seed0/train.json",
          "results/runs/roberta-base/rte/bitfit/seed0/train.json",
-         "results/runs/llama2-70b/gsm8k/fft/seed0/train.json", "--forceall"],
+         "results/runs/llama2-70b/gsm8k/fft/seed0/train.json",
+         "results/eval/llama2-70b/gsm8k/lora-llama/seed0.json", "results/eval/llama2-7b/gsm8k/lora-llama/seed0.json",
+         "--forceall"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
-    blocks = [b for b in out.split("rule train:")[1:]]
-    res = {next(k for k in ("large", "base", "70b") if k in b.split("wildcards:")[1].split("\n")[0]): b for b in blocks}
+
+    def jobs_of(rule):  # (model, method) -> the job's block of the dry run
+        blocks = [b.split("\nrule ")[0] for b in out.split(f"rule {rule}:")[1:]]
+        wildcards = [dict(kv.split("=") for kv in b.split("wildcards: ")[1].split("\n")[0].split(", ")) for b in blocks]
+        return {(w["model"], w["method"]): b for w, b in zip(wildcards, blocks)}
+
+    train = jobs_of("train")
+    res = {"large": train["roberta-large", "fft"], "base": train["roberta-base", "bitfit"],
+           "70b": train["llama2-70b", "fft"]}
     assert "gpu=1" in res["large"] and "mem_mb=64000" in res["large"]
     assert "mem_mb=32000" in res["base"]
     assert "slurm_partition=gpu" in res["large"]
@@ -60,6 +69,10 @@ def test_training_jobs_ask_for_gpus_and_scale_with_model(tmp_path):
     # (mpi), which srun-starts a launcher on each; one-node jobs get none of these flags.
     assert all(f in res["70b"] for f in ("gpu=32", "nodes=4", "tasks=4", "tasks_per_gpu=0", "mpi=srun"))
     assert "nodes=" not in res["large"] and "mpi=" not in res["base"]
+    # Evaluation of LLaMA2-70B spreads its layers over 4 GPUs (training.eval_devices) in one job.
+    evals = jobs_of("evaluate")
+    assert "gpu=4" in evals["llama2-70b", "lora-llama"] and "gpu=1" in evals["llama2-7b", "lora-llama"]
+    assert "nodes=" not in evals["llama2-70b", "lora-llama"]
 
 
 def test_bad_config_stops_before_any_job_and_keeps_results(tmp_path, demo_config):

@@ -208,22 +208,60 @@ def quiet_transformers() -> None:
     transformers.logging.disable_progress_bar()
 
 
-def load_for_task(path: str | os.PathLike, kind, meta: dict, config_overrides: dict | None = None):
+def load_for_task(path: str | os.PathLike, kind, meta: dict, config_overrides: dict | None = None,
+                  placement: dict | None = None):
     """The model with the task kind's head (kind.auto_model) from a local folder, quietly, fp32.
 
+    fp32 whatever the checkpoint holds: transformers 5 otherwise keeps a checkpoint's own
+    dtype, and the hub's LLaMA2 and OPT are stored in fp16, which would make every weight,
+    gradient and AdamW moment fp16 (the fast path's bf16 is autocast over fp32 master weights).
     `config_overrides` replaces entries of config.json (e.g. ``is_decoder: true`` turns a
-    BERT encoder into a causal-attention decoder).
+    BERT encoder into a causal-attention decoder). `placement` (`spread_placement`): the
+    from_pretrained arguments that load the layers straight onto several GPUs.
     """
     quiet_transformers()
     import warnings
 
+    import torch
     import transformers
 
     auto = getattr(transformers, kind.auto_model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = auto.from_pretrained(str(path), **kind.model_kwargs(meta), **(config_overrides or {}))
+        model = auto.from_pretrained(str(path), dtype=torch.float32, **(placement or {}), **kind.model_kwargs(meta),
+                                     **(config_overrides or {}))
     return model
+
+
+def spread_placement(devices: int, device) -> dict | None:
+    """How one process loads a model over `devices` GPUs (training.eval_devices): consecutive
+    layers on each, balanced by size (transformers' device_map "balanced", kept to those GPUs
+    and their free memory, so nothing lands on the CPU or disk); None for one device.
+    A model larger than one GPU is evaluated this way; its training shards it with FSDP."""
+    if devices == 1:
+        return None
+    import torch
+
+    if getattr(device, "type", str(device)) != "cuda":
+        raise ConfigError(f"training.eval_devices is {devices}: spreading a model over several devices needs GPUs, "
+                          f"and this evaluation runs on {device}; set eval_devices: 1")
+    found = torch.cuda.device_count()
+    if found < devices:
+        raise ConfigError(f"training.eval_devices is {devices} but this job sees {found} GPU(s): the evaluate job asks "
+                          f"for the model's resources.gpus times eval_devices; check the GPUs SLURM granted")
+    return {"device_map": "balanced", "max_memory": {i: torch.cuda.mem_get_info(i)[0] for i in range(devices)}}
+
+
+def placed_devices(model) -> list[str]:
+    """The devices a model loaded with a placement spans (its hf_device_map), in order; [] if
+    it was loaded whole."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a peft wrapper
+    seen: list[str] = []
+    for where in (getattr(base, "hf_device_map", None) or {}).values():
+        where = f"cuda:{where}" if isinstance(where, int) else str(where)
+        if where not in seen:
+            seen.append(where)
+    return seen
 
 
 def config_keys(config) -> set[str]:

@@ -768,7 +768,7 @@ def hyperparameters(config: dict, model: str, task: str, method: str) -> dict:
 #: Settings that only change how a finished run is evaluated: they are not part of a train
 #: job's params (editing them reruns evaluation, not training). Training's per-epoch
 #: validation pass reads them at run time; batching changes no prediction beyond rounding.
-EVALUATION_ONLY = ("eval_batch_size",)
+EVALUATION_ONLY = ("eval_batch_size", "eval_devices")
 #: The settings an untrained run's evaluation takes from the training settings (where it
 #: runs and at what precision; lwob.run.fastpath).
 UNTRAINED_EVALUATION = ("device", "precision", "tf32")
@@ -891,6 +891,14 @@ def train_resources(config: dict, model: str, task: str, method: str) -> dict:
     on its nodes."""
     hp = hyperparameters(config, model, task, method)
     return run_resources(config, model, hp.get("processes", 1), hp.get("nodes", 1))
+
+
+def evaluation_resources(config: dict, model: str, task: str, method: str) -> dict:
+    """Compute request of an evaluate job: its model's, with the GPUs times the run's
+    `eval_devices` (one process spreading the model's layers over them)."""
+    res = run_resources(config, model)
+    res["gpus"] *= evaluation_settings(config, model, task, method).get("eval_devices", 1)
+    return res
 
 
 #: The SLURM executor's resources of a training job over several nodes (multi_node_resources).

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError
 from ..io import atomic_write_bytes, read_json, verify_sha256, write_json
+from ..models import placed_devices, spread_placement
 from .fastpath import FastPath
 from .training import build_run_model, load_part, load_tokenizer, resolve_device, score_part
 
@@ -61,16 +63,26 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     # the run's recorded one when called without it.
     batch_size = int(batch_size or hp.get("eval_batch_size") or 128)
 
+    # A model larger than one GPU: its layers loaded straight onto eval_devices GPUs (one process).
+    eval_devices = int((settings or {}).get("eval_devices") or hp.get("eval_devices") or 1)
+    placement = spread_placement(eval_devices, device)
+
     model, cls, _, _, base_total = build_run_model(
         model_dir=model_dir, meta=meta, method_type=method_type, method_options=method_options,
         seed=seed, total_steps=record["total_steps"],  # AdaLoRA is rebuilt with the run's schedule
-        model_config=model_config,
+        model_config=model_config, placement=placement,
     )
     if run_dir is not None:
         methods.load_trained(model, weights_path)
     untrained = {"trained": False, "params": cls.parameter_counts(model, base_total),
                  "fast_path": fast.record()} if run_dir is None else None
-    model.to(device)
+    devices = placed_devices(model)
+    if placement is None:
+        model.to(device)
+    elif any(not d.startswith("cuda") for d in devices):
+        raise ConfigError(f"training.eval_devices is {eval_devices}: the model does not fit in those GPUs' free "
+                          f"memory (parts of it were placed on {', '.join(d for d in devices if not d.startswith('cuda'))}); "
+                          f"raise eval_devices")
     model.eval()
     model.requires_grad_(False)  # nothing trains here: every linear weight may be stored in bf16
     fast.prepare(model)
@@ -103,5 +115,7 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     out["predictions_sha256"] = hashlib.sha256(predictions_bytes).hexdigest()
     if untrained is not None:
         out["untrained"] = untrained
+    if placement is not None:
+        out["devices"] = devices  # the GPUs the model's layers were spread over, in order
     write_json(out_json, out)
     return out

@@ -32,6 +32,10 @@ HP_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
     "batch_size": 32,
     "eval_batch_size": 128,
+    # GPUs one evaluation (the evaluate job, one process) spreads the model over, consecutive
+    # layers on each (lwob.run.evaluation.place_model): a model larger than one GPU. Training
+    # shards such a model with FSDP over its processes instead.
+    "eval_devices": 1,
     "lr": 2.0e-5,
     "warmup_ratio": 0.06,
     "weight_decay": 0.0,
@@ -86,7 +90,7 @@ def resolve_hyperparameters(hp: dict | None) -> dict:
     for key, choices in TRAINING_CHOICES.items():
         if key != "device" and out[key] not in choices:  # device: resolve_device (also "cuda:1")
             raise ConfigError(f"training.{key}: one of {', '.join(choices)}, got {out[key]!r}")
-    for k in ("epochs", "batch_size", "eval_batch_size", "processes", "nodes"):
+    for k in ("epochs", "batch_size", "eval_batch_size", "eval_devices", "processes", "nodes"):
         if not isinstance(out[k], int) or isinstance(out[k], bool) or out[k] < 1:
             raise ConfigError(f"training.{k}: expected a positive integer, got {out[k]!r}")
     for k in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
@@ -498,9 +502,10 @@ def set_seed(seed: int) -> None:
 
 
 def build_run_model(*, model_dir, meta: dict, method_type: str, method_options: dict, seed: int,
-                    total_steps: int | None, model_config: dict | None = None):
+                    total_steps: int | None, model_config: dict | None = None, placement: dict | None = None):
     """set_seed -> load base model -> set_seed -> method.build. Returns (model, method class,
-    options, ctx, base_total). `model_config` overrides entries of the model's config.json."""
+    options, ctx, base_total). `model_config` overrides entries of the model's config.json;
+    `placement` (lwob.models.spread_placement) loads it over several GPUs."""
     from .. import methods, tasks
     from ..models import load_for_task, model_info_from_dir
 
@@ -519,7 +524,7 @@ def build_run_model(*, model_dir, meta: dict, method_type: str, method_options: 
     cls.check(options, ctx)
     set_seed(seed)
     kind = tasks.get(ctx.task_kind)
-    model = load_for_task(model_dir, kind, meta, model_config)
+    model = load_for_task(model_dir, kind, meta, model_config, placement)
     base_total = methods.base.unique_parameter_count(model)
     set_seed(seed)
     model = cls.build(model, options, ctx)
