@@ -7,9 +7,12 @@ Both sides decode greedily with a KV cache, the same token budget and stop strin
 (the demo's precision on a CPU without bf16) with the same torch threads. The per-example
 side is what a user writes first: one ``model.generate`` call per prompt, with transformers'
 ``stop_strings`` (the tokenizer passed in) and the same ``max_new_tokens``. Ours sorts the
-prompts by length and decodes them in left-padded batches (``--batch-size``).
+prompts by length and decodes them in left-padded batches (``--batch-size``) with its own
+greedy loop, in which a row that has stopped leaves the batch and the KV cache
+(lwob.run.generation.greedy_batch); ``--hf-batched`` also times transformers' ``generate`` on
+the same batches (rows kept to the end), to show what that adds.
 
-    python benchmarks/bench_generation.py [--n 48] [--batch-size 48] [--threads 2]
+    python benchmarks/bench_generation.py [--n 48] [--batch-size 48] [--threads 2] [--hf-batched]
 
 Prints one line per task (prompts, new tokens, seconds each side, speed-up, whether every
 output is identical) and the machine (benchmarks/machine.py). The model folder comes from
@@ -62,12 +65,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=48, help="prompts per task (the demo's test sets hold 48)")
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hf-batched", action="store_true",
+                        help="also time transformers' generate on our batches (stopped rows kept to the end)")
     args = parser.parse_args()
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lwob.models import quiet_transformers
+    import lwob.run.generation as gen
     from lwob.run.generation import cut_at_stop, generate
     from machine import bf16_flags, cpu_model, loadavg
 
@@ -85,6 +91,19 @@ def main() -> None:
         ours = generate(model, ids, tokenizer=tokenizer, max_new_tokens=budget, stop_strings=stops,
                         batch_size=args.batch_size)
         t_ours = time.perf_counter() - t0
+        hf_batched = ""
+        if args.hf_batched:  # the same batches through transformers' generate (rows kept to the end)
+            own = gen.own_loop_applies
+            gen.own_loop_applies = lambda model: "switched off by --hf-batched"
+            try:
+                t0 = time.perf_counter()
+                theirs = generate(model, ids, tokenizer=tokenizer, max_new_tokens=budget, stop_strings=stops,
+                                  batch_size=args.batch_size)
+                t_hf = time.perf_counter() - t0
+            finally:
+                gen.own_loop_applies = own
+            hf_batched = (f"; generate on the same batches {t_hf:.1f} s ({t_hf / t_ours:.2f}x ours), identical "
+                          f"{sum(a == b for a, b in zip(ours.texts, theirs.texts))}/{len(prompts)}")
         t0 = time.perf_counter()
         single = []
         with torch.inference_mode():
@@ -101,7 +120,8 @@ def main() -> None:
         total_ours += t_ours
         total_single += t_single
         print(f"{task}: {len(prompts)} prompts, {new_tokens} new tokens; ours {t_ours:.1f} s, per-example "
-              f"model.generate {t_single:.1f} s: {t_single / t_ours:.1f}x; identical outputs {same}/{len(prompts)}")
+              f"model.generate {t_single:.1f} s: {t_single / t_ours:.1f}x; identical outputs {same}/{len(prompts)}"
+              + hf_batched)
     print(f"all tasks: ours {total_ours:.1f} s, per-example {total_single:.1f} s: {total_single / total_ours:.1f}x")
 
 

@@ -321,6 +321,67 @@ def test_batched_generation_equals_one_by_one_and_stops(tiny_llama):
     assert cut_at_stop("1 2 ; 3 ;", [";"]) == ("1 2 ", True) and cut_at_stop("1 2", [";"]) == ("1 2", False)
 
 
+def test_own_greedy_loop_drops_stopped_rows_and_equals_generate(tiny_llama, monkeypatch):
+    """Our loop (rows leave the batch and the KV cache once stopped) writes, token for token,
+    what transformers' generate writes for each prompt alone and for the batch, with rows that
+    stop on EOS, on a stop string and at the budget; where it does not apply, generate decodes."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    import lwob.run.generation as gen
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_llama))
+    model = LlamaForCausalLM.from_pretrained(str(tiny_llama)).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():  # larger random weights: varied words, and EOS at different steps
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.2)
+    prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in
+               ("copy 1 =", "copy 3 1 4 1 5 9 =", "copy 2 7 =", "copy 9 9 9 9 =", "copy 0 =", "copy 5 5 6 =")]
+    assert gen.own_loop_applies(model) is None
+    free = gen.generate(model, prompts, tokenizer=tok, max_new_tokens=10, batch_size=6).token_ids
+    # As EOS, the word whose first appearance varies most over the rows: rows stop at different steps.
+    eos = max(range(4, len(WORDS)), key=lambda t: len({row.index(t) if t in row else -1 for row in free}))
+    tok.eos_token = WORDS[eos]
+    rows_per_step = []
+    hook = model.model.embed_tokens.register_forward_pre_hook(lambda m, a: rows_per_step.append(a[0].shape[0]))
+    ours = gen.generate(model, prompts, tokenizer=tok, max_new_tokens=10, batch_size=6)
+    hook.remove()
+    assert min(rows_per_step) < 6 and rows_per_step == sorted(rows_per_step, reverse=True)  # stopped rows left
+    assert set(ours.stop_reason) >= {gen.EOS}
+    with torch.inference_mode():
+        for p, got in zip(prompts, ours.token_ids):
+            x = torch.tensor([p])
+            alone = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=10, do_sample=False,
+                                   eos_token_id=eos, pad_token_id=0)[0, len(p):].tolist()
+            expected = alone[: alone.index(eos)] if eos in alone else alone
+            while eos not in alone and expected and expected[-1] == 0:
+                expected.pop()  # generated pad ids at a cut row's end go, as generate's padding does
+            assert got == expected
+    # A stop string as well, against generate on the same batches (the loop switched off).
+    stops = [tok.convert_ids_to_tokens(ours.token_ids[1][0])]
+    ours = gen.generate(model, prompts, tokenizer=tok, max_new_tokens=10, batch_size=4, stop_strings=stops)
+    monkeypatch.setattr(gen, "own_loop_applies", lambda model: "switched off")
+    theirs = gen.generate(model, prompts, tokenizer=tok, max_new_tokens=10, batch_size=4, stop_strings=stops)
+    assert ours == theirs and gen.STOP in ours.stop_reason
+    monkeypatch.undo()
+    model.generation_config.repetition_penalty = 1.3
+    assert "repetition_penalty" in gen.own_loop_applies(model)
+
+
+def test_prompt_learning_models_decode_with_their_own_generate(tiny_llama):
+    from lwob.run.generation import own_loop_applies
+    from lwob.run.training import build_run_model
+
+    model, *_ = build_run_model(model_dir=tiny_llama, meta={"kind": "generation", "max_length": 16},
+                                method_type="prefix", method_options={"num_virtual_tokens": 2}, seed=0, total_steps=1)
+    assert "prompt-learning" in own_loop_applies(model)
+    lora, *_ = build_run_model(model_dir=tiny_llama, meta={"kind": "generation", "max_length": 16},
+                               method_type="lora", method_options={"r": 4}, seed=0, total_steps=1)
+    assert own_loop_applies(lora) is None
+
+
 @pytest.mark.parametrize("method, options", [
     ("fft", {}), ("lora", {"r": 4}), ("adalora", {"init_r": 4, "target_r": 2}), ("ia3", {}),
     ("prefix", {"num_virtual_tokens": 4}), ("topk", {"k": 1}),

@@ -13,6 +13,15 @@ reads the tokenizer's vocabulary in ways that fail for some tokenizers (word-lev
 
 A generation that never emits a stop string (nor EOS) is cut at `max_new_tokens` and
 reported as such (`stop_reason` "length"), so scoring can count it.
+
+Our own greedy loop (`greedy_batch`) does what `generate` does for greedy search, plus one
+thing it does not: a row that has stopped leaves the batch and the KV cache at once, so the
+remaining steps compute only the rows still running (in a batch whose rows stop at very
+different lengths, most of the work). It is used wherever it computes exactly what
+`generate` would (`own_loop_applies`): a model whose forward takes position ids and a cache,
+not a prompt-learning peft model (peft adds its virtual tokens inside its own `generate`),
+and no generation-config setting that makes `generate` change the logits (a repetition
+penalty, forced or suppressed tokens, ...). Elsewhere `generate` decodes.
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+
+from .training import _forward_parameters, _prompt_learning
 
 #: Why a row stopped: a stop string, the end-of-sequence token, or the token budget.
 STOP, EOS, LENGTH = "stop", "eos", "length"
@@ -55,11 +66,72 @@ class StopOnText:
         self.tokenizer, self.stop_strings, self.prompt_width = tokenizer, list(stop_strings), prompt_width
         self.window = 2 * max(len(s) for s in self.stop_strings) + 8
 
+    def row_done(self, new_tokens: list[int]) -> bool:
+        """Whether a row's new tokens hold a stop string."""
+        tail = self.tokenizer.decode(new_tokens[-self.window:], skip_special_tokens=True)
+        return any(s in tail for s in self.stop_strings)
+
     def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
-        new = input_ids[:, self.prompt_width:].tolist()
-        done = [any(s in self.tokenizer.decode(row[-self.window:], skip_special_tokens=True)
-                    for s in self.stop_strings) for row in new]
+        done = [self.row_done(row) for row in input_ids[:, self.prompt_width:].tolist()]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+#: Generation-config settings under which transformers' greedy search changes the logits
+#: before its argmax (a logits processor), each with the value that changes nothing.
+LOGITS_CHANGING = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                   "encoder_no_repeat_ngram_size": 0, "bad_words_ids": None, "min_length": 0, "min_new_tokens": None,
+                   "forced_bos_token_id": None, "forced_eos_token_id": None, "suppress_tokens": None,
+                   "begin_suppress_tokens": None, "sequence_bias": None, "exponential_decay_length_penalty": None,
+                   "renormalize_logits": False, "forced_decoder_ids": None}
+
+
+def own_loop_applies(model) -> str | None:
+    """None when `greedy_batch` computes exactly what `generate` would for this model; else
+    why not (then `generate` decodes)."""
+    if _prompt_learning(model):
+        return "a prompt-learning peft model adds its virtual tokens in its own generate"
+    missing = [p for p in ("position_ids", "past_key_values", "attention_mask") if p not in _forward_parameters(model)]
+    if missing:
+        return f"the model's forward takes no {', '.join(missing)}"
+    config = getattr(model, "generation_config", None)
+    changing = [k for k, neutral in LOGITS_CHANGING.items() if getattr(config, k, None) not in (None, neutral)]
+    if changing:
+        return f"its generation config changes the logits ({', '.join(changing)})"
+    return None
+
+
+def greedy_batch(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int, eos: int | None,
+                 stop: StopOnText | None = None) -> list[list[int]]:
+    """Greedy continuations of one left-padded batch (on the model's device), as `generate`
+    computes them: positions counted over each row's real tokens, a KV cache, the argmax of
+    the last position's fp32 logits. A row stops at EOS (kept, as `generate` emits it), at a
+    stop string or at `max_new_tokens`, and then leaves the batch and the cache."""
+    keep_logits = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
+    rows = list(range(ids.shape[0]))  # the original rows still running, in batch order
+    new: list[list[int]] = [[] for _ in rows]
+    mask = mask.long()
+    position = mask.cumsum(-1) - 1
+    position.masked_fill_(mask == 0, 1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, **keep_logits)
+    cache, last = out.past_key_values, position[:, -1:]
+    for step in range(max_new_tokens):
+        token = out.logits[:, -1, :].float().argmax(-1)
+        running = []
+        for j, t in enumerate(token.tolist()):
+            new[rows[j]].append(t)
+            if not (t == eos or (stop is not None and stop.row_done(new[rows[j]]))):
+                running.append(j)
+        if not running or step == max_new_tokens - 1:
+            break
+        if len(running) < len(rows):  # stopped rows leave the batch and the cache
+            index = torch.tensor(running, device=token.device)
+            cache.batch_select_indices(index)
+            rows, mask, token, last = [rows[j] for j in running], mask[index], token[index], last[index]
+        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+        last = last + 1
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=last, past_key_values=cache,
+                    use_cache=True, **keep_logits)
+    return new
 
 
 def left_padded(rows: list, pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,20 +169,24 @@ def generate(model, prompts: list, *, tokenizer, max_new_tokens: int, stop_strin
     kwargs = {"max_new_tokens": int(max_new_tokens), "do_sample": False, "num_beams": 1, "pad_token_id": int(pad),
               "eos_token_id": eos, "use_cache": True}
     autocast = fast.autocast(device) if fast is not None else contextlib.nullcontext()
+    own_loop = own_loop_applies(model) is None
     with torch.inference_mode(), autocast:
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
             ids, mask = left_padded([list(prompts[i]) for i in batch], pad)
-            criteria = None
-            if stop_strings:
+            stop = StopOnText(tokenizer, stop_strings, ids.shape[1]) if stop_strings else None
+            if own_loop:
+                new = greedy_batch(model, ids.to(device), mask.to(device), max_new_tokens=int(max_new_tokens),
+                                   eos=eos, stop=stop)
+            else:
                 from transformers import StoppingCriteriaList
 
-                criteria = StoppingCriteriaList([_Criterion(StopOnText(tokenizer, stop_strings, ids.shape[1]))])
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), stopping_criteria=criteria,
-                                 **kwargs)
-            new = out[:, ids.shape[1]:].cpu()
+                criteria = StoppingCriteriaList([_Criterion(stop)]) if stop is not None else None
+                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                     stopping_criteria=criteria, **kwargs)
+                new = out[:, ids.shape[1]:].cpu().tolist()
             for row, i in enumerate(batch):
-                seq = new[row].tolist()
+                seq = list(new[row])
                 reason = LENGTH
                 if eos is not None and eos in seq:  # what follows EOS is padding
                     seq = seq[: seq.index(eos)]
