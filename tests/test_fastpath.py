@@ -124,3 +124,94 @@ def test_evaluation_scores_at_the_recorded_precision(tokenized, tmp_path):
                        out_predictions=tmp_path / "e.parquet", threads=1)
     assert record["provenance"]["fast_path"]["precision"] == "bf16"
     assert out["metrics"]["validation"]["accuracy"] == record["best_val_score"]
+
+
+# --------------------------------------------------------------------------- first position only
+
+FIRST_POSITION_METHODS = [("fft", {}), ("lora", {"r": 4}), ("ia3", {}), ("bitfit", {}),
+                          ("adalora", {"init_r": 4, "target_r": 2})]
+
+
+def _logits_and_grads(model, batch: dict) -> tuple[torch.Tensor, dict]:
+    model.eval()  # no dropout: the two computations are then the same function, to rounding
+    out = model(**batch)
+    out.loss.backward()
+    return out.logits.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _padded_batch(vocab: int) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, vocab, (4, 12), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = mask[3, 3:] = 0
+    return {"input_ids": ids.masked_fill(mask == 0, 0), "attention_mask": mask, "labels": torch.tensor([0, 1, 1, 0])}
+
+
+def _assert_same(full, first):
+    (logits_a, grads_a), (logits_b, grads_b) = full, first
+    torch.testing.assert_close(logits_b, logits_a, rtol=1e-5, atol=1e-6)
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    scale = max(g.abs().max().item() for g in grads_a.values())
+    for name, g in grads_a.items():
+        # attention key biases: their true gradient is zero (softmax ignores a shift); what is
+        # computed is rounding noise either way, hence a tolerance on the gradients' scale
+        torch.testing.assert_close(grads_b[name], g, rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
+@pytest.mark.parametrize("method, options", FIRST_POSITION_METHODS)
+def test_the_last_layer_computing_only_the_first_position_changes_no_logit_or_gradient(method, options):
+    """MiniLM (BERT) classifies from [CLS]: its last layer computing only that position gives
+    the same logits and gradients, padded rows included, for every method it applies to."""
+    from lwob import tasks
+    from lwob.run.training import build_run_model
+
+    from training_data import MINILM
+
+    meta = {"kind": "classification", "num_labels": 2, "max_length": 32}
+    batch = _padded_batch(2000)
+    runs = []
+    for first in (False, True):
+        model, *_ = build_run_model(model_dir=MINILM, meta=meta, method_type=method, method_options=options, seed=0,
+                                    total_steps=10)
+        if first:
+            assert fastpath.first_position_last_layer(model, tasks.get("classification")) is None
+        runs.append(_logits_and_grads(model, batch))
+    _assert_same(*runs)
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_first_position_only_on_roberta_with_either_attention(attention):
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    from lwob import tasks
+
+    config = RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=40, num_labels=2)
+    runs = []
+    for first in (False, True):
+        torch.manual_seed(0)
+        model = RobertaForSequenceClassification(config)
+        model.config._attn_implementation = attention
+        if first:
+            assert fastpath.first_position_last_layer(model, tasks.get("classification")) is None
+        runs.append(_logits_and_grads(model, _padded_batch(100)))
+    _assert_same(*runs)
+
+
+def test_first_position_only_is_left_out_where_the_head_reads_more(tokenized, tmp_path):
+    from lwob import tasks
+    from lwob.run.training import build_run_model
+
+    from training_data import MINILM
+
+    def why_not(kind, method="lora", options=None, meta=None):
+        model, *_ = build_run_model(model_dir=MINILM, meta=meta or {"kind": kind, "num_labels": 2, "max_length": 32},
+                                    method_type=method, method_options=options or {}, seed=0, total_steps=10)
+        return fastpath.first_position_last_layer(model, tasks.get(kind))
+
+    assert "every position" in why_not("extractive_qa", meta={"kind": "extractive_qa", "max_length": 32})
+    assert "prompt learning" in why_not("classification", "prefix", {"num_virtual_tokens": 2})
+    # and a run records whether its last layer did
+    assert _train(tokenized, tmp_path / "lora")["batching"]["last_layer_first_position_only"] is True
+    assert _train(tokenized, tmp_path / "prefix", method="prefix",
+                  options={"num_virtual_tokens": 2})["batching"]["last_layer_first_position_only"] is False

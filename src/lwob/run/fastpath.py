@@ -152,3 +152,61 @@ def heap_allocations(device: torch.device):
             for param, value in GLIBC_DEFAULTS.items():
                 libc.mallopt(param, value)
             libc.malloc_trim(0)
+
+
+#: Model types whose sequence-classification head reads only the first position's last hidden
+#: state (BERT's pooler, RoBERTa's classification head: `[CLS]` / `<s>`), with BERT's layer
+#: layout (attention.self.query/key/value, attention.output, feed_forward_chunk).
+FIRST_POSITION_HEADS = ("bert", "roberta")
+
+
+def first_position_last_layer(core, kind) -> str | None:
+    """Where the task head reads only the first position of the last layer's output, make that
+    layer compute only it: its queries, attention output and feed-forward for one position
+    instead of every one (keys and values still over every position). The head's input, the
+    logits and the gradients are the same function of the weights; about a sixth of MiniLM's
+    forward and backward (most of one layer of six) is not computed. The layer's dropout masks
+    are drawn over the one position, so a run's numbers are not bitwise those of the full
+    layer. None when applied, else why not (the model is then left as it is)."""
+    import sys
+    import types
+
+    base = core.get_base_model() if hasattr(core, "get_base_model") else core
+    config = getattr(base, "config", None)
+    if kind.auto_model != "AutoModelForSequenceClassification":
+        return "the task's head reads every position"
+    if getattr(config, "model_type", None) not in FIRST_POSITION_HEADS:
+        return f"not known to read only the first position ({getattr(config, 'model_type', None)})"
+    peft_config = getattr(core, "peft_config", None)
+    if isinstance(peft_config, dict) and any(getattr(c, "is_prompt_learning", False) for c in peft_config.values()):
+        return "prompt learning adds positions inside the attention"
+    if config.is_decoder or config.add_cross_attention or config.chunk_size_feed_forward:
+        return "a decoder, cross-attention or chunked feed-forward layer"
+    encoder = getattr(getattr(base, base.base_model_prefix, None), "encoder", None)
+    layer = encoder.layer[-1] if encoder is not None and len(encoder.layer) else None
+    attention = getattr(getattr(layer, "attention", None), "self", None)
+    if attention is None or not all(hasattr(attention, k) for k in ("query", "key", "value", "scaling")):
+        return "the last layer is not laid out as BERT's"
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    eager = sys.modules[type(attention).__module__].eager_attention_forward
+
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                past_key_values=None, **kwargs):
+        attn = self.attention.self
+        batch, length, _ = hidden_states.shape
+        first = hidden_states[:, :1]
+        heads = (batch, -1, attn.num_attention_heads, attn.attention_head_size)
+        query = attn.query(first).view(*heads).transpose(1, 2)
+        key = attn.key(hidden_states).view(*heads).transpose(1, 2)
+        value = attn.value(hidden_states).view(*heads).transpose(1, 2)
+        if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.shape[-2] == length:
+            attention_mask = attention_mask[:, :, :1, :]  # the first query's row
+        interface = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager)
+        context, _ = interface(attn, query, key, value, attention_mask,
+                               dropout=0.0 if not attn.training else attn.dropout.p, scaling=attn.scaling, **kwargs)
+        attention_output = self.attention.output(context.reshape(batch, 1, -1).contiguous(), first)
+        return self.feed_forward_chunk(attention_output)  # (batch, 1, hidden): what the head reads
+
+    layer.forward = types.MethodType(forward, layer)
+    return None

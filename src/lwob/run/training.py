@@ -646,7 +646,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     """
     from . import checkpoint, distributed, provenance
     from .. import methods, tasks
-    from .fastpath import FastPath, heap_allocations
+    from .fastpath import FastPath, first_position_last_layer, heap_allocations
 
     start = time.perf_counter()
     hp = resolve_hyperparameters(hyperparameters)
@@ -690,6 +690,9 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
             named = dict(model.named_parameters())
             for n, t in resumed["trainable"].items():
                 named[n].copy_(t)
+    # The last layer computes only the position the head reads, where that is all it reads
+    # (before wrapping, so DDP and FSDP call the layer as it is then).
+    first_position_only = first_position_last_layer(model, kind) is None
     model.to(device)
     model.train()
     model = par.wrap(model)
@@ -724,6 +727,7 @@ def train_run(*, model_dir, tokenized_dir, method_type: str, method_options: dic
     # A causal LM's logits only where a label counts (its prompt and padding cost none).
     logits_only = loss_logits_only(kind, core)
     batching["loss_logits_only"] = logits_only
+    batching["last_layer_first_position_only"] = first_position_only
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     divergence = GridCellDivergence(run_id)
