@@ -315,7 +315,8 @@ def test_a_packed_run_trains_the_weights_of_an_unpacked_one(tiny_llama, tmp_path
     tok = write_generation_task(tmp_path, tiny_llama)
     plain = train(tiny_llama, tok, tmp_path / "plain")
     packed = train(tiny_llama, tok, tmp_path / "packed", packing=True, pack_length=40)
-    assert plain["batching"] == {"mode": "random", "loss_logits_only": True}  # tiny Llama takes logits_to_keep
+    assert plain["batching"] == {"mode": "random", "loss_logits_only": True,  # tiny Llama takes logits_to_keep
+                                 "last_layer_first_position_only": False}
     assert packed["batching"]["mode"] == "packed" and packed["batching"]["pack_length"] == 40
     assert packed["batching"]["check"]["equal"] and packed["batching"]["check"]["rows"] < 8
     assert packed["train_tokens_per_s"] > 0 and packed["total_steps"] == plain["total_steps"]
