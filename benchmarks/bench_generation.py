@@ -73,7 +73,6 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lwob.models import quiet_transformers
-    import lwob.run.generation as gen
     from lwob.run.generation import cut_at_stop, generate
     from machine import bf16_flags, cpu_model, loadavg
 
@@ -93,15 +92,10 @@ def main() -> None:
         t_ours = time.perf_counter() - t0
         hf_batched = ""
         if args.hf_batched:  # the same batches through transformers' generate (rows kept to the end)
-            own = gen.own_loop_applies
-            gen.own_loop_applies = lambda model: "switched off by --hf-batched"
-            try:
-                t0 = time.perf_counter()
-                theirs = generate(model, ids, tokenizer=tokenizer, max_new_tokens=budget, stop_strings=stops,
-                                  batch_size=args.batch_size)
-                t_hf = time.perf_counter() - t0
-            finally:
-                gen.own_loop_applies = own
+            t0 = time.perf_counter()
+            theirs = generate(model, ids, tokenizer=tokenizer, max_new_tokens=budget, stop_strings=stops,
+                              batch_size=args.batch_size, own_loop=False)
+            t_hf = time.perf_counter() - t0
             hf_batched = (f"; generate on the same batches {t_hf:.1f} s ({t_hf / t_ours:.2f}x ours), identical "
                           f"{sum(a == b for a, b in zip(ours.texts, theirs.texts))}/{len(prompts)}")
         t0 = time.perf_counter()

@@ -321,7 +321,7 @@ def test_batched_generation_equals_one_by_one_and_stops(tiny_llama):
     assert cut_at_stop("1 2 ; 3 ;", [";"]) == ("1 2 ", True) and cut_at_stop("1 2", [";"]) == ("1 2", False)
 
 
-def test_own_greedy_loop_drops_stopped_rows_and_equals_generate(tiny_llama, monkeypatch):
+def test_own_greedy_loop_drops_stopped_rows_and_equals_generate(tiny_llama):
     """Our loop (rows leave the batch and the KV cache once stopped) writes, token for token,
     what transformers' generate writes for each prompt alone and for the batch, with rows that
     stop on EOS, on a stop string and at the budget; where it does not apply, generate decodes."""
@@ -362,10 +362,9 @@ def test_own_greedy_loop_drops_stopped_rows_and_equals_generate(tiny_llama, monk
     # A stop string as well, against generate on the same batches (the loop switched off).
     stops = [tok.convert_ids_to_tokens(ours.token_ids[1][0])]
     ours = gen.generate(model, prompts, tokenizer=tok, max_new_tokens=10, batch_size=4, stop_strings=stops)
-    monkeypatch.setattr(gen, "own_loop_applies", lambda model: "switched off")
-    theirs = gen.generate(model, prompts, tokenizer=tok, max_new_tokens=10, batch_size=4, stop_strings=stops)
+    theirs = gen.generate(model, prompts, tokenizer=tok, max_new_tokens=10, batch_size=4, stop_strings=stops,
+                          own_loop=False)
     assert ours == theirs and gen.STOP in ours.stop_reason
-    monkeypatch.undo()
     model.generation_config.repetition_penalty = 1.3
     assert "repetition_penalty" in gen.own_loop_applies(model)
 

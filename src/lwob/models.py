@@ -252,12 +252,30 @@ def spread_placement(devices: int, device) -> dict | None:
     return {"device_map": "balanced", "max_memory": {i: torch.cuda.mem_get_info(i)[0] for i in range(devices)}}
 
 
+def unwrapped(model):
+    """The transformers model itself: under a peft wrapper, the model it wraps."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def prompt_learning(model) -> bool:
+    """Whether a peft method adds virtual tokens to the model's inputs or attention (prefix or
+    prompt tuning): positions and caches are then not the model's own."""
+    peft_config = getattr(model, "peft_config", None)
+    return isinstance(peft_config, dict) and any(getattr(c, "is_prompt_learning", False) for c in peft_config.values())
+
+
+def forward_parameters(model):
+    """The parameters of the model's own forward (under a peft wrapper, the wrapped model's)."""
+    import inspect
+
+    return inspect.signature(type(unwrapped(model)).forward).parameters
+
+
 def placed_devices(model) -> list[str]:
     """The devices a model loaded with a placement spans (its hf_device_map), in order; [] if
     it was loaded whole."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a peft wrapper
     seen: list[str] = []
-    for where in (getattr(base, "hf_device_map", None) or {}).values():
+    for where in (getattr(unwrapped(model), "hf_device_map", None) or {}).values():
         where = f"cuda:{where}" if isinstance(where, int) else str(where)
         if where not in seen:
             seen.append(where)

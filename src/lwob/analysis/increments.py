@@ -188,8 +188,9 @@ class RunIncrements:
 
 def _layers_name(model) -> tuple[str, int]:
     from ..methods.base import encoder_layers
+    from ..models import unwrapped
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrapped(model)
     layers = encoder_layers(base)
     name = next(n for n, m in base.named_modules() if m is layers)
     return name, len(layers)

@@ -77,12 +77,12 @@ def evaluate_run(*, model_dir, tokenized_dir, run_dir, method_type: str, method_
     untrained = {"trained": False, "params": cls.parameter_counts(model, base_total),
                  "fast_path": fast.record()} if run_dir is None else None
     devices = placed_devices(model)
+    off_gpu = [d for d in devices if not d.startswith("cuda")]
     if placement is None:
         model.to(device)
-    elif any(not d.startswith("cuda") for d in devices):
+    elif off_gpu:
         raise ConfigError(f"training.eval_devices is {eval_devices}: the model does not fit in those GPUs' free "
-                          f"memory (parts of it were placed on {', '.join(d for d in devices if not d.startswith('cuda'))}); "
-                          f"raise eval_devices")
+                          f"memory (parts of it were placed on {', '.join(off_gpu)}); raise eval_devices")
     model.eval()
     model.requires_grad_(False)  # nothing trains here: every linear weight may be stored in bf16
     fast.prepare(model)

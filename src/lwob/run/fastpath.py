@@ -171,19 +171,20 @@ def first_position_last_layer(core, kind) -> str | None:
     import sys
     import types
 
-    base = core.get_base_model() if hasattr(core, "get_base_model") else core
+    from ..methods.base import encoder_layers
+    from ..models import prompt_learning, unwrapped
+
+    base = unwrapped(core)
     config = getattr(base, "config", None)
     if kind.auto_model != "AutoModelForSequenceClassification":
         return "the task's head reads every position"
     if getattr(config, "model_type", None) not in FIRST_POSITION_HEADS:
         return f"not known to read only the first position ({getattr(config, 'model_type', None)})"
-    peft_config = getattr(core, "peft_config", None)
-    if isinstance(peft_config, dict) and any(getattr(c, "is_prompt_learning", False) for c in peft_config.values()):
+    if prompt_learning(core):
         return "prompt learning adds positions inside the attention"
     if config.is_decoder or config.add_cross_attention or config.chunk_size_feed_forward:
         return "a decoder, cross-attention or chunked feed-forward layer"
-    encoder = getattr(getattr(base, base.base_model_prefix, None), "encoder", None)
-    layer = encoder.layer[-1] if encoder is not None and len(encoder.layer) else None
+    layer = encoder_layers(base)[-1]
     attention = getattr(getattr(layer, "attention", None), "self", None)
     if attention is None or not all(hasattr(attention, k) for k in ("query", "key", "value", "scaling")):
         return "the last layer is not laid out as BERT's"

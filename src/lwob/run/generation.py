@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .training import _forward_parameters, _prompt_learning
+from ..models import forward_parameters, prompt_learning
 
 #: Why a row stopped: a stop string, the end-of-sequence token, or the token budget.
 STOP, EOS, LENGTH = "stop", "eos", "length"
@@ -88,9 +88,9 @@ LOGITS_CHANGING = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0,
 def own_loop_applies(model) -> str | None:
     """None when `greedy_batch` computes exactly what `generate` would for this model; else
     why not (then `generate` decodes)."""
-    if _prompt_learning(model):
+    if prompt_learning(model):
         return "a prompt-learning peft model adds its virtual tokens in its own generate"
-    missing = [p for p in ("position_ids", "past_key_values", "attention_mask") if p not in _forward_parameters(model)]
+    missing = [p for p in ("position_ids", "past_key_values", "attention_mask") if p not in forward_parameters(model)]
     if missing:
         return f"the model's forward takes no {', '.join(missing)}"
     config = getattr(model, "generation_config", None)
@@ -106,7 +106,7 @@ def greedy_batch(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens
     computes them: positions counted over each row's real tokens, a KV cache, the argmax of
     the last position's fp32 logits. A row stops at EOS (kept, as `generate` emits it), at a
     stop string or at `max_new_tokens`, and then leaves the batch and the cache."""
-    keep_logits = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
+    keep_logits = {"logits_to_keep": 1} if "logits_to_keep" in forward_parameters(model) else {}
     rows = list(range(ids.shape[0]))  # the original rows still running, in batch order
     new: list[list[int]] = [[] for _ in rows]
     mask = mask.long()
@@ -147,12 +147,15 @@ def left_padded(rows: list, pad_token_id: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def generate(model, prompts: list, *, tokenizer, max_new_tokens: int, stop_strings=(), batch_size: int = 16,
-             device: torch.device | str = "cpu", fast=None, pad_token_id: int | None = None) -> Generations:
+             device: torch.device | str = "cpu", fast=None, pad_token_id: int | None = None,
+             own_loop: bool | None = None) -> Generations:
     """Greedy continuations of `prompts` (lists of token ids), batched with left padding.
 
     `fast` (a lwob.run.fastpath.FastPath) sets the precision, as for one-pass prediction.
     `pad_token_id` defaults to the tokenizer's, else its EOS (decoder tokenizers often lack
     a pad token; padded positions are masked, so which id fills them does not matter).
+    `own_loop`: decode with `greedy_batch` (None: wherever `own_loop_applies`; False: with
+    transformers' `generate`, as benchmarks and tests compare).
     """
     device = torch.device(device)
     stop_strings = [s for s in (stop_strings or ()) if s]
@@ -169,7 +172,8 @@ def generate(model, prompts: list, *, tokenizer, max_new_tokens: int, stop_strin
     kwargs = {"max_new_tokens": int(max_new_tokens), "do_sample": False, "num_beams": 1, "pad_token_id": int(pad),
               "eos_token_id": eos, "use_cache": True}
     autocast = fast.autocast(device) if fast is not None else contextlib.nullcontext()
-    own_loop = own_loop_applies(model) is None
+    if own_loop is None:
+        own_loop = own_loop_applies(model) is None
     with torch.inference_mode(), autocast:
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]

@@ -27,13 +27,14 @@ import torch
 from ..errors import ConfigError
 from ..plan.config import TRAINING_CHOICES
 from ..io import read_json, sha256_file, verify_sha256, write_json
+from ..models import forward_parameters, prompt_learning, unwrapped
 
 HP_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
     "batch_size": 32,
     "eval_batch_size": 128,
     # GPUs one evaluation (the evaluate job, one process) spreads the model over, consecutive
-    # layers on each (lwob.run.evaluation.place_model): a model larger than one GPU. Training
+    # layers on each (lwob.models.spread_placement): a model larger than one GPU. Training
     # shards such a model with FSDP over its processes instead.
     "eval_devices": 1,
     "lr": 2.0e-5,
@@ -271,22 +272,9 @@ def loss_logits_only(kind, core) -> bool:
     """Whether a run's model can compute logits only where a label counts: a causal LM's
     per-token targets, a forward that takes `logits_to_keep`, and inputs left in place
     (prompt learning prepends virtual tokens, which would move the positions)."""
-    if kind.target_level != "token" or kind.auto_model != "AutoModelForCausalLM" or _prompt_learning(core):
+    if kind.target_level != "token" or kind.auto_model != "AutoModelForCausalLM" or prompt_learning(core):
         return False
-    return "logits_to_keep" in _forward_parameters(core)
-
-
-def _forward_parameters(core):
-    """The parameters of the base model's forward (under a peft wrapper, the wrapped model's)."""
-    import inspect
-
-    base = core.get_base_model() if hasattr(core, "get_base_model") else core
-    return inspect.signature(type(base).forward).parameters
-
-
-def _prompt_learning(core) -> bool:
-    peft_config = getattr(core, "peft_config", None)
-    return isinstance(peft_config, dict) and any(getattr(c, "is_prompt_learning", False) for c in peft_config.values())
+    return "logits_to_keep" in forward_parameters(core)
 
 
 # --------------------------------------------------------------------------- packing
@@ -395,11 +383,10 @@ def resolve_packing(hp: dict, kind, core, meta: dict, part: Part) -> tuple[Packi
         return None, None
     if kind.target_level != "token" or kind.auto_model != "AutoModelForCausalLM":
         return None, f"task kind '{kind.name}' has no per-token targets of a causal LM"
-    if _prompt_learning(core):
+    if prompt_learning(core):
         return None, "a prompt-learning method (virtual tokens and a cache in every forward pass)"
-    if "position_ids" not in _forward_parameters(core):
-        base = core.get_base_model() if hasattr(core, "get_base_model") else core
-        return None, f"{type(base).__name__} takes no position_ids"
+    if "position_ids" not in forward_parameters(core):
+        return None, f"{type(unwrapped(core)).__name__} takes no position_ids"
     longest = int(part.lengths.max()) if len(part) else 1
     pack_length = int(hp["pack_length"] or meta.get("max_length") or longest)
     if longest > pack_length:
